@@ -1,0 +1,61 @@
+"""brainprobe: evaluate ANN-based models of visual cortex by their local representational geometry.
+
+The public API is importable from here. Names are resolved lazily so that ``import brainprobe``
+is cheap and so that ``brainprobe.zoo`` and ``brainprobe.probes`` work with torch alone.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from brainprobe._version import __version__
+
+# public name -> module that defines it
+_PUBLIC: dict[str, str] = {
+    # zoo
+    "load_backbone": "brainprobe.zoo",
+    "list_models": "brainprobe.zoo",
+    "get_spec": "brainprobe.zoo",
+    "truncate": "brainprobe.zoo",
+    "robustify": "brainprobe.zoo.robustify",
+    # data
+    "Dataset": "brainprobe.data",
+    "SimulatedBrain": "brainprobe.data",
+    "simulate_dataset": "brainprobe.data",
+    "sample_stimuli": "brainprobe.data",
+    "load_nsd": "brainprobe.data",
+    "load_algonauts": "brainprobe.data",
+    "load_generic": "brainprobe.data",
+    # encoding
+    "Encoder": "brainprobe.encoding",
+    "fit_encoder": "brainprobe.encoding",
+    "extract_features": "brainprobe.encoding",
+    # probes
+    "probe": "brainprobe.probes",
+    "minimal_eps": "brainprobe.probes",
+    "Drive": "brainprobe.probes",
+    "Shift": "brainprobe.probes",
+    "Toward": "brainprobe.probes",
+    "Contrast": "brainprobe.probes",
+    # analysis
+    "findings": "brainprobe.analysis",
+    # pipeline
+    "run_pipeline": "brainprobe.pipeline",
+    "load_config": "brainprobe.pipeline",
+}
+
+__all__ = ["__version__", *sorted(_PUBLIC)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'brainprobe' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))

@@ -1,0 +1,3 @@
+from brainprobe.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""brainprobe.analysis (see docs/ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""brainprobe.data (see docs/ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""brainprobe.encoding (see docs/ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""brainprobe.pipeline (see docs/ARCHITECTURE.md)."""

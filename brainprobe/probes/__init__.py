@@ -1,0 +1,1 @@
+"""brainprobe.probes (see docs/ARCHITECTURE.md)."""

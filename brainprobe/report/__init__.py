@@ -1,0 +1,1 @@
+"""brainprobe.report (see docs/ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""brainprobe.zoo (see docs/ARCHITECTURE.md)."""
