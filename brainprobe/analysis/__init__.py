@@ -1,1 +1,41 @@
-"""brainprobe.analysis (see docs/ARCHITECTURE.md)."""
+"""brainprobe.analysis: turn probes into measurements (see docs/analysis.md).
+
+Every analysis returns an ``xarray.Dataset`` with named dims (``model``, ``source_model``,
+``target_model``, ``norm``, ``eps``, ``roi``, ``target``, ``image``) that writes to netCDF as is;
+:func:`findings` condenses them into one table of the paper's findings.
+"""
+
+from brainprobe.analysis._axes import coding_axes, jacobian, local_axes, subspace_alignment
+from brainprobe.analysis._common import Readout, model_info
+from brainprobe.analysis._controversial import controversial
+from brainprobe.analysis._discriminability import discriminability, predictivity_scores
+from brainprobe.analysis._findings import findings
+from brainprobe.analysis._l2_linf import l2_linf
+from brainprobe.analysis._linearity import first_order_l2, first_order_linf, linearity
+from brainprobe.analysis._semantics import classifier_change, low_frequency_share, semantics, white_noise_share
+from brainprobe.analysis._sensitivity import sensitivity, sensitivity_scores
+from brainprobe.analysis._transfer import transfer
+
+__all__ = [
+    "Readout",
+    "classifier_change",
+    "coding_axes",
+    "controversial",
+    "discriminability",
+    "findings",
+    "first_order_l2",
+    "first_order_linf",
+    "jacobian",
+    "l2_linf",
+    "linearity",
+    "local_axes",
+    "low_frequency_share",
+    "model_info",
+    "predictivity_scores",
+    "semantics",
+    "sensitivity",
+    "sensitivity_scores",
+    "subspace_alignment",
+    "transfer",
+    "white_noise_share",
+]

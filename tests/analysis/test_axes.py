@@ -1,0 +1,101 @@
+"""Coding axes: alignment equals the analytic principal-angle value; randomised SVD recovers the exact axes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from _analysis_helpers import LinearModel, mid_images
+from brainprobe.analysis import coding_axes, jacobian, local_axes, subspace_alignment
+
+P = 3 * 6 * 6
+
+
+def _basis(seed: int = 0) -> np.ndarray:
+    q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(P, P)))
+    return q.T  # rows: a random orthonormal basis of pixel space
+
+
+def test_alignment_equals_principal_angle_value() -> None:
+    q = _basis()
+    theta, phi = 0.7, 1.2
+    # A spans (q0, q1); B spans (cos t q0 + sin t q2, cos f q1 + sin f q3): principal angles t and f
+    span_a = np.stack([q[0], q[1]])
+    span_b = np.stack([np.cos(theta) * q[0] + np.sin(theta) * q[2], np.cos(phi) * q[1] + np.sin(phi) * q[3]])
+    rng = np.random.default_rng(1)
+    # readouts are mixtures of the spanning vectors, so singular vectors are not the vectors themselves
+    w_a = rng.normal(size=(2, 2)) @ span_a
+    w_b = rng.normal(size=(2, 2)) @ span_b
+    models = {"A": LinearModel(torch.tensor(w_a)), "B": LinearModel(torch.tensor(w_b))}
+    x = mid_images(4, size=6)
+    ds = coding_axes(models, x, k=2, method="exact", n_boot=50)
+    expected = (np.cos(theta) ** 2 + np.cos(phi) ** 2) / 2
+    got = ds["alignment"].sel(roi="all")
+    assert float(got.sel(model_a="A", model_b="B")) == pytest.approx(expected, abs=1e-5)
+    assert float(got.sel(model_a="A", model_b="A")) == pytest.approx(1.0, abs=1e-6)
+    np.testing.assert_allclose(ds["alignment_image"].sel(roi="all", model_a="B", model_b="A"), expected, atol=1e-5)
+    assert float(ds["chance"].sel(roi="all")) == pytest.approx(2 / P)
+    # singular values of a linear model are those of its weight matrix
+    np.testing.assert_allclose(ds["singular_values"].sel(model="A", roi="all").values[0],
+                               np.linalg.svd(w_a, compute_uv=False), rtol=1e-5)
+
+
+def test_subspace_alignment_of_random_subspaces_is_near_chance() -> None:
+    rng = np.random.default_rng(2)
+    k, p = 3, 400
+    a = np.linalg.qr(rng.normal(size=(50, p, k)))[0].transpose(0, 2, 1)
+    b = np.linalg.qr(rng.normal(size=(50, p, k)))[0].transpose(0, 2, 1)
+    assert subspace_alignment(a, b).mean() == pytest.approx(k / p, rel=0.2)
+
+
+def test_brain_alignment_and_per_roi_axes() -> None:
+    q = _basis(3)
+    w = np.concatenate([2 * q[:3], 0.5 * q[3:6]])  # ROI V1 reads q0..q2, ROI V4 reads q3..q5
+    rois = ["V1"] * 3 + ["V4"] * 3
+    same = LinearModel(torch.tensor(w), rois=rois)
+    other = LinearModel(torch.tensor(np.concatenate([q[:3], q[6:9]])), rois=rois)
+    brain = LinearModel(torch.tensor(3 * w), rois=rois)
+    x = mid_images(3, size=6)
+    ds = coding_axes({"same": same, "other": other}, x, k=3, brain=brain, n_boot=50)
+    np.testing.assert_allclose(ds["brain_alignment"].sel(model="same").values, [1.0, 1.0], atol=1e-5)
+    np.testing.assert_allclose(ds["brain_alignment"].sel(model="other", roi="V1"), 1.0, atol=1e-5)
+    assert float(ds["brain_alignment"].sel(model="other", roi="V4")) == pytest.approx(0.0, abs=1e-5)
+    assert list(ds["model"].values) == ["same", "other", "brain"]
+
+
+class _SmallConv(nn.Module):
+    """A non-linear response model: conv -> softplus -> conv -> pooled readout to many targets."""
+
+    def __init__(self, n_targets: int = 60) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.c2 = nn.Conv2d(8, 8, 3, stride=2, padding=1)
+        self.fc = nn.Linear(8 * 4 * 4, n_targets)
+        for p in self.parameters():
+            p.data = torch.randn(p.shape, generator=g) * 0.3
+        decay = torch.logspace(0, -2, 8 * 4 * 4)  # a decaying spectrum, as in real encoders
+        self.fc.weight.data *= decay
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = nn.functional.softplus(self.c2(nn.functional.softplus(self.c1(x))))
+        return self.fc(h.flatten(1))
+
+
+def test_randomized_matches_exact_on_a_nonlinear_model() -> None:
+    model = _SmallConv()
+    x = mid_images(3, size=8, spread=0.3)
+    v_exact, s_exact = local_axes(model, x, k=3, method="exact")
+    v_rand, s_rand = local_axes(model, x, k=3, method="randomized", power_iters=2, seed=1)
+    assert v_exact.shape == (3, 3, 3, 8, 8)
+    np.testing.assert_allclose(s_rand.numpy(), s_exact.numpy(), rtol=5e-3)
+    align = subspace_alignment(v_exact.flatten(2), v_rand.flatten(2))
+    assert (align > 0.99).all(), align
+    # the Jacobian by VJPs agrees with finite differences
+    jac = jacobian(model, x[:1], np.arange(60))[0]
+    d = torch.randn(1, 3, 8, 8, dtype=torch.float64) * 1e-3
+    with torch.no_grad():
+        fd = (model((x[:1].double() + d).float()) - model((x[:1].double() - d).float())).double()[0] / 2
+    np.testing.assert_allclose(fd.numpy(), (jac @ d.flatten()).numpy(), rtol=0.05, atol=1e-5)
