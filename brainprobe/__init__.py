@@ -40,6 +40,17 @@ _PUBLIC: dict[str, str] = {
     "Contrast": "brainprobe.probes",
     # analysis
     "findings": "brainprobe.analysis",
+    "sensitivity": "brainprobe.analysis",
+    "sensitivity_scores": "brainprobe.analysis",
+    "discriminability": "brainprobe.analysis",
+    "predictivity_scores": "brainprobe.analysis",
+    "transfer": "brainprobe.analysis",
+    "controversial": "brainprobe.analysis",
+    "coding_axes": "brainprobe.analysis",
+    "local_axes": "brainprobe.analysis",
+    "l2_linf": "brainprobe.analysis",
+    "linearity": "brainprobe.analysis",
+    "semantics": "brainprobe.analysis",
     # pipeline
     "run_pipeline": "brainprobe.pipeline",
     "load_config": "brainprobe.pipeline",
