@@ -27,6 +27,10 @@ _PUBLIC: dict[str, str] = {
     "load_nsd": "brainprobe.data",
     "load_algonauts": "brainprobe.data",
     "load_generic": "brainprobe.data",
+    "noise_ceiling_ncsnr": "brainprobe.data",
+    "split_half_reliability": "brainprobe.data",
+    "library_photos": "brainprobe.data",
+    "random_crops": "brainprobe.data",
     # encoding
     "Encoder": "brainprobe.encoding",
     "fit_encoder": "brainprobe.encoding",
