@@ -18,6 +18,10 @@ _PUBLIC: dict[str, str] = {
     "list_models": "brainprobe.zoo",
     "get_spec": "brainprobe.zoo",
     "truncate": "brainprobe.zoo",
+    "layer_names": "brainprobe.zoo",
+    "register_robustified": "brainprobe.zoo",
+    "Backbone": "brainprobe.zoo",
+    "BackboneSpec": "brainprobe.zoo",
     "robustify": "brainprobe.zoo.robustify",
     # data
     "Dataset": "brainprobe.data",
