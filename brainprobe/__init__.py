@@ -39,6 +39,8 @@ _PUBLIC: dict[str, str] = {
     "Encoder": "brainprobe.encoding",
     "fit_encoder": "brainprobe.encoding",
     "extract_features": "brainprobe.encoding",
+    "fit_ridge": "brainprobe.encoding",
+    "compute_predictivity": "brainprobe.encoding",
     # probes
     "probe": "brainprobe.probes",
     "minimal_eps": "brainprobe.probes",
