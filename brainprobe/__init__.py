@@ -61,6 +61,9 @@ _PUBLIC: dict[str, str] = {
     "l2_linf": "brainprobe.analysis",
     "linearity": "brainprobe.analysis",
     "semantics": "brainprobe.analysis",
+    # report
+    "build_report": "brainprobe.report",
+    "export_stimuli": "brainprobe.report",
     # pipeline
     "run_pipeline": "brainprobe.pipeline",
     "load_config": "brainprobe.pipeline",
