@@ -1,0 +1,328 @@
+"""probe(): PGD probes of a response model over budgets, images and objectives, packed in batches."""
+
+from __future__ import annotations
+
+import platform
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from brainprobe.errors import ConfigError, DataError
+from brainprobe.probes import checks as _checks
+from brainprobe.probes._engine import EngineConfig, Forward, frozen_eval, run_items
+from brainprobe.probes.objectives import Compiled, Objective, parse_objective
+from brainprobe.probes.result import ProbeResult
+
+DEFAULT_BATCH_CPU = 40
+"""Items per batch on CPU, chosen by benchmarks/bench_probes.py (see docs/probes.md)."""
+DEFAULT_BATCH_CUDA = 256
+
+
+def _norm(norm: str) -> str:
+    key = str(norm).lower().replace("-", "").replace("_", "")
+    if key in ("l2", "2"):
+        return "l2"
+    if key in ("linf", "inf", "li"):
+        return "linf"
+    raise ConfigError(f"norm must be 'l2' or 'linf', got {norm!r}")
+
+
+def _eps_list(eps: float | Sequence[float] | torch.Tensor) -> torch.Tensor:
+    arr = torch.as_tensor(eps, dtype=torch.float64).flatten()
+    if arr.numel() == 0:
+        raise ConfigError("eps is empty; give one budget or a list of budgets")
+    if not bool(torch.isfinite(arr).all()) or bool((arr < 0).any()):
+        raise ConfigError(f"eps must be finite and >= 0, got {arr.tolist()}")
+    return arr.float()
+
+
+def as_images(images: Any) -> torch.Tensor:
+    """Validate probe images: float N x 3 x H x W in [0, 1] (or stored uint8 N x H x W x 3)."""
+    if isinstance(images, np.ndarray) and images.dtype == np.uint8 or (
+        isinstance(images, torch.Tensor) and images.dtype == torch.uint8
+    ):
+        from brainprobe._images import to_float_tensor
+
+        try:
+            return to_float_tensor(images)
+        except ValueError as err:
+            raise DataError(f"probe images: {err}") from err
+    x = torch.as_tensor(images)
+    if not x.is_floating_point() or x.ndim != 4 or x.shape[1] != 3:
+        raise DataError(
+            f"probe images must be float N x 3 x H x W in [0, 1] (or uint8 N x H x W x 3), got "
+            f"{x.dtype} with shape {tuple(x.shape)}"
+        )
+    x = x.detach().float()
+    if x.shape[0] == 0:
+        raise DataError("probe images are empty; give at least one image")
+    if not bool(torch.isfinite(x).all()) or float(x.min()) < 0 or float(x.max()) > 1:
+        raise DataError(
+            f"probe images must lie in [0, 1] (got range {float(x.min()):.3g}..{float(x.max()):.3g}); "
+            "divide uint8 pixels by 255 and keep normalisation inside the model"
+        )
+    return x
+
+
+def resolve_device(model: nn.Module | None, device: str | torch.device | None) -> torch.device:
+    """``device`` if given; else the model's device when it is on CUDA; else CUDA if available; else CPU."""
+    if device is not None:
+        return torch.device(device)
+    if model is not None:
+        for p in model.parameters():
+            if p.device.type != "cpu":
+                return p.device
+            break
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def prepare(
+    model: nn.Module | None,
+    objectives: list[Objective],
+    images: torch.Tensor,
+    cfg: EngineConfig,
+) -> tuple[nn.Module, list[Compiled], dict[int, torch.Tensor], Forward]:
+    """Move models to the device, compute their clean responses and compile the objectives."""
+    if model is None:
+        owners = [o.model for o in objectives if o.model is not None]
+        if not owners:
+            raise ConfigError("probe needs a model (or an objective bound to one, such as Contrast)")
+        model = owners[0]
+    forward = Forward(cfg)
+    cache: dict[int, torch.Tensor] = {}
+    moved: set[int] = set()
+
+    def clean_fn(m: nn.Module) -> torch.Tensor:
+        if id(m) not in cache:
+            if id(m) not in moved:
+                m.to(cfg.device)
+                moved.add(id(m))
+            cache[id(m)] = forward.clean(m, images)
+        return cache[id(m)]
+
+    clean_fn(model)
+    compiled = [o.compile(model, clean_fn) for o in objectives]
+    return model, compiled, cache, forward
+
+
+def probe(
+    model: nn.Module | None,
+    images: Any,
+    *,
+    norm: str,
+    eps: float | Sequence[float] | torch.Tensor,
+    objective: Objective | str | Sequence[Objective | str],
+    steps: int = 10,
+    step_size: float | Sequence[float] | None = None,
+    random_start: bool = False,
+    restarts: int = 1,
+    batch_size: int | None = None,
+    seed: int = 0,
+    checks: bool = True,
+    input_diversity: bool | float = False,
+    device: str | torch.device | None = None,
+    keep_best: bool = True,
+    autocast: bool = True,
+    channels_last: bool = False,
+    schedule: str = "constant",
+    progress: bool = True,
+) -> ProbeResult | list[ProbeResult]:
+    """Find small perturbations that move a model's predicted responses as an objective asks.
+
+    Projected gradient ascent in pixel space inside the ``norm`` ball of radius ``eps`` and the
+    [0, 1] box, for every budget x image x objective, packed into batches of ``batch_size`` items.
+
+    Parameters
+    ----------
+    model : nn.Module or None
+        Maps float images N x 3 x H x W in [0, 1] to responses N x T (an Encoder, a
+        SimulatedBrain, any module); ``targets`` (DataFrame with ``target``, ``roi``) names the
+        outputs. None: the model the objective is bound to (e.g. Contrast's model_a).
+    images : Tensor N x 3 x H x W float in [0, 1], or uint8 N x H x W x 3
+    norm : {"l2", "linf"}
+        l2 norm over all 3*H*W pixel values, or max abs pixel change.
+    eps : float or sequence of E floats
+        Budgets in [0, 1] pixel units (e.g. linf 4/255).
+    objective : Objective, str, or a sequence of them
+        What to do (``Drive``, ``Shift``, ``Toward``, ``Contrast``, ``Ensemble`` or a shorthand
+        such as ``"drive:V1"``). A sequence returns one result per objective, all packed together.
+    steps : int
+        Gradient steps per restart.
+    step_size : float, sequence of E floats, or None
+        Step size per budget (same units as eps); default 2.5 * eps / steps.
+    random_start : bool
+        Start from a seeded random point in the ball (else from the clean image).
+    restarts : int
+        Independent runs per item (needs ``random_start``); the best is kept.
+    batch_size : int, optional
+        Items (budget x image x objective) per batch; default 40 on CPU (measured, see
+        docs/probes.md) and 256 on CUDA.
+    seed : int
+        Seeds random starts (per item, so independent of packing) and input diversity.
+    checks : bool
+        Run the sanity checks (determinism, gradient, budget, box); failures warn.
+    input_diversity : bool or float
+        Random resize-and-pad of the input each step with this probability (True: 0.5), for transfer.
+    device : str or torch.device, optional
+        Default: the model's CUDA device, else CUDA if available, else CPU. Models are moved there.
+    keep_best : bool
+        Return the best iterate (by objective) rather than the last one.
+    autocast : bool
+        On CUDA, run model forwards in bf16 autocast (perturbations stay float32).
+    channels_last : bool
+        Use channels-last memory format for inputs and models (converts the models in place).
+    schedule : {"constant", "cosine"}
+        Step size over the steps: constant (as torchattacks), or cosine-annealed from
+        ``step_size`` to 1% of it, which converges on max-min objectives such as Contrast.
+    progress : bool
+        Show a progress bar over batches.
+
+    Returns
+    -------
+    ProbeResult, or a list of them (one per objective) when ``objective`` is a sequence.
+    """
+    norm = _norm(norm)
+    x_cpu = as_images(images)
+    eps_t = _eps_list(eps)
+    many = isinstance(objective, (list, tuple))
+    objectives = [parse_objective(o) for o in (objective if many else [objective])]  # type: ignore[union-attr]
+    if not objectives:
+        raise ConfigError("objective list is empty")
+    if not isinstance(steps, int) or steps < 1:
+        raise ConfigError(f"steps must be an int >= 1, got {steps!r}")
+    if not isinstance(restarts, int) or restarts < 1:
+        raise ConfigError(f"restarts must be an int >= 1, got {restarts!r}")
+    if restarts > 1 and not random_start:
+        raise ConfigError("restarts > 1 repeats the same run without random_start=True; set random_start=True")
+    alpha = _step_sizes(step_size, eps_t, steps)
+    p_div = 0.5 if input_diversity is True else float(input_diversity or 0.0)
+    if not 0 <= p_div <= 1:
+        raise ConfigError(f"input_diversity must be a bool or a probability in [0, 1], got {input_diversity!r}")
+
+    if schedule not in ("constant", "cosine"):
+        raise ConfigError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
+    dev = resolve_device(model, device)
+    n_images = x_cpu.shape[0]
+    e, o = len(eps_t), len(objectives)
+    bs = batch_size or (DEFAULT_BATCH_CUDA if dev.type == "cuda" else DEFAULT_BATCH_CPU)
+    if bs < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    cfg = EngineConfig(
+        norm=norm, steps=steps, random_start=bool(random_start), restarts=restarts, batch_size=bs,
+        seed=int(seed), input_diversity=p_div, keep_best=bool(keep_best), device=dev,
+        autocast=bool(autocast), channels_last=bool(channels_last), show_progress=progress, schedule=schedule,
+    )
+    images_dev = x_cpu.to(dev)
+    all_models = [m for m in [model] + [getattr(ob, "model", None) for ob in objectives] if m is not None]
+    with frozen_eval(_models_of(all_models, objectives), channels_last=cfg.channels_last), torch.no_grad():
+        main, compiled, clean, forward = prepare(model, objectives, images_dev, cfg)
+        with frozen_eval(_all_compiled_models(main, compiled), channels_last=cfg.channels_last):
+            check_results: dict[str, bool] = {}
+            if checks:
+                for m in _all_compiled_models(main, compiled):
+                    check_results["determinism"] = check_results.get("determinism", True) & _checks.check_determinism(
+                        m, forward, images_dev[: min(n_images, 4)]
+                    )
+            # items ordered objective-major, then budget, then image
+            grid_o, grid_e, grid_n = torch.meshgrid(torch.arange(o), torch.arange(e), torch.arange(n_images), indexing="ij")
+            group, e_idx, image_index = grid_o.flatten(), grid_e.flatten(), grid_n.flatten()
+            # random-start key: budget and image only, so a start does not depend on the packing or objective list
+            keys = e_idx * n_images + image_index
+            out = run_items(
+                main, compiled, images_dev, clean, image_index, eps_t[e_idx], alpha[e_idx], group, keys, cfg, forward,
+                desc=f"probe {norm}",
+            )
+    if checks:
+        names = [objectives[int(g)].name for g in group[out.zero_grad]]
+        check_results["gradient"] = _checks.check_gradients(out.zero_grad, names)
+        check_results["budget"] = _checks.check_budget(out.delta, eps_t[e_idx], norm)
+        check_results["box"] = _checks.check_box(x_cpu, out.delta, image_index)
+
+    clean_main = clean[id(main)].cpu()
+    t = clean_main.shape[1]
+    results = []
+    for gi, ob in enumerate(objectives):
+        sel = group == gi
+        settings = _settings(cfg, steps, alpha, eps_t, main, ob, n_images)
+        results.append(
+            ProbeResult(
+                delta=out.delta[sel].view(e, n_images, *x_cpu.shape[1:]),
+                change=(out.outputs[sel].view(e, n_images, t) - clean_main.unsqueeze(0)),
+                objective_value=out.value[sel].view(e, n_images),
+                eps=eps_t.clone(),
+                norm=norm,
+                objective=ob.name,
+                clean=clean_main,
+                trace=out.trace[:, sel].view(-1, e, n_images),
+                best_step=out.best_step[sel].view(e, n_images),
+                checks=dict(check_results),
+                settings=settings,
+            )
+        )
+    return results if many else results[0]
+
+
+def _models_of(models: list[nn.Module], objectives: list[Objective]) -> list[nn.Module]:
+    seen: dict[int, nn.Module] = {}
+    for m in models:
+        seen.setdefault(id(m), m)
+    for ob in objectives:
+        for m in _objective_models(ob):
+            seen.setdefault(id(m), m)
+    return list(seen.values())
+
+
+def _objective_models(ob: Objective) -> list[nn.Module]:
+    found = [v for v in vars(ob).values() if isinstance(v, nn.Module)]
+    for member in getattr(ob, "members", []) or []:
+        found += _objective_models(member)
+    return found
+
+
+def _all_compiled_models(main: nn.Module, compiled: list[Compiled]) -> list[nn.Module]:
+    return _models_of([main] + [m for c in compiled for m in c.models], [])
+
+
+def _step_sizes(step_size: float | Sequence[float] | None, eps: torch.Tensor, steps: int) -> torch.Tensor:
+    if step_size is None:
+        return (2.5 * eps.double() / steps).float()
+    s = torch.as_tensor(step_size, dtype=torch.float64).flatten()
+    if s.numel() == 1:
+        s = s.expand(len(eps))
+    if s.numel() != len(eps) or not bool(torch.isfinite(s).all()) or bool((s <= 0).any()):
+        raise ConfigError(f"step_size must be one positive float or one per eps ({len(eps)}), got {step_size!r}")
+    return s.float()
+
+
+def _settings(
+    cfg: EngineConfig, steps: int, alpha: torch.Tensor, eps: torch.Tensor, model: nn.Module, ob: Objective, n: int
+) -> dict[str, Any]:
+    from brainprobe._version import __version__
+
+    return {
+        "objective": ob.name,
+        "norm": cfg.norm,
+        "eps": [float(v) for v in eps],
+        "steps": steps,
+        "step_size": [float(v) for v in alpha],
+        "schedule": cfg.schedule,
+        "random_start": cfg.random_start,
+        "restarts": cfg.restarts,
+        "keep_best": cfg.keep_best,
+        "seed": cfg.seed,
+        "batch_size": cfg.batch_size,
+        "input_diversity": cfg.input_diversity,
+        "device": str(cfg.device),
+        "forward_dtype": "bfloat16" if (cfg.autocast and cfg.device.type == "cuda") else "float32",
+        "channels_last": cfg.channels_last,
+        "n_images": n,
+        "model": type(model).__name__,
+        "model_weights_sha256": getattr(model, "weights_sha256", None),
+        "projection": "step, scale onto the ball, clip x+delta to [0,1]",
+        "brainprobe_version": __version__,
+        "torch_version": torch.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+    }
