@@ -48,6 +48,10 @@ _PUBLIC: dict[str, str] = {
     "Shift": "brainprobe.probes",
     "Toward": "brainprobe.probes",
     "Contrast": "brainprobe.probes",
+    "Ensemble": "brainprobe.probes",
+    "Objective": "brainprobe.probes",
+    "ProbeResult": "brainprobe.probes",
+    "ProbeCheckWarning": "brainprobe.probes",
     # analysis
     "findings": "brainprobe.analysis",
     "sensitivity": "brainprobe.analysis",
