@@ -219,10 +219,15 @@ def _router(
     return evaluate
 
 
+NUDGE = 0.05
+"""Radius of the nudge off the origin, as a fraction of eps."""
+
+
 def _start(x: torch.Tensor, eps: torch.Tensor, keys: torch.Tensor, nudge: torch.Tensor, cfg: EngineConfig, restart: int) -> torch.Tensor:
     """Start points of one restart: x, a seeded random point of the ball (``random_start``), or, for
-    objectives with a zero gradient at delta = 0 (``nudge``), a seeded point at 1e-3 of the radius."""
-    scale = torch.ones(len(x)) if cfg.random_start else torch.where(nudge, torch.full((len(x),), 1e-3), torch.zeros(len(x)))
+    objectives with a zero gradient at delta = 0 (``nudge``), a seeded point on the sphere of 5% of
+    the radius (large enough that x + noise is not rounded back to x in float32)."""
+    scale = torch.ones(len(x)) if cfg.random_start else torch.where(nudge, torch.full((len(x),), NUDGE), torch.zeros(len(x)))
     if not bool((scale > 0).any()):
         return x.clone()
     seeds = [item_seed(cfg.seed, restart, int(k)) for k in keys]

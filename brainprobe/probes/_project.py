@@ -64,8 +64,9 @@ def random_start(
 ) -> torch.Tensor:
     """Seeded random start points, one generator per item so packing does not change them.
 
-    l2: uniform direction, radius ``U(0, 1) * eps * scale``; linf: ``U(-1, 1) * eps * scale`` per pixel.
-    ``scale`` (per item) is 1 for a random start and small for a tiny nudge off the origin.
+    l2: uniform direction, radius ``U(0, 1) * eps`` for a random start (``scale == 1``) and exactly
+    ``eps * scale`` for a nudge off the origin (``scale < 1``: a random radius could be so small that
+    x + noise rounds back to x in float32); linf: ``U(-1, 1) * eps * scale`` per pixel.
 
     Returns
     -------
@@ -79,6 +80,6 @@ def random_start(
             out[i] = (torch.rand(shape, generator=g) * 2 - 1) * r
         else:
             d = torch.randn(shape, generator=g)
-            radius = torch.rand((), generator=g)
+            radius = torch.rand((), generator=g) if float(scale[i]) >= 1 else 1.0
             out[i] = d / d.norm().clamp_min(1e-12) * radius * r
     return out

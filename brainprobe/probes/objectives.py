@@ -123,7 +123,7 @@ class Shift(Objective):
     value = || (y(x + delta) - y(x))[targets] / sd ||_2, where ``sd`` is each target's
     across-image SD (``scale`` if given, else estimated from the clean probed images), or 1 when
     ``normalize=False``. Its gradient vanishes at delta = 0, so PGD starts it from a tiny seeded
-    random point (radius 1e-3 * eps) even without ``random_start``.
+    random point (radius 0.05 * eps) even without ``random_start``.
     """
 
     def __init__(

@@ -147,3 +147,18 @@ def test_bad_input_is_a_one_line_error(encoder, images) -> None:  # type: ignore
     uint8 = (images.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
     res = probe(encoder, uint8, norm="l2", eps=[0.5], objective="drive")
     assert res.delta.shape == (1, 4, 3, 16, 16)
+
+
+def test_shift_nudge_never_rounds_back_to_the_clean_image() -> None:
+    """Regression: a nudge of random radius U(0,1)*1e-3*eps could round x + noise back to x in
+    float32, leaving Shift with a zero gradient and a zero probe for some seeds."""
+    import torch.nn as nn
+
+    from brainprobe.probes import probe
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 5)).eval()
+    x = torch.rand(64, 3, 8, 8) * 0.5 + 0.25
+    res = probe(model, x, norm="l2", eps=[0.01], objective="shift", steps=3, checks=False, progress=False)
+    sizes = res.delta.flatten(2).norm(dim=2)
+    assert bool((sizes > 0.5 * 0.01).all()), sizes.min()
