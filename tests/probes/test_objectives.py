@@ -159,6 +159,6 @@ def test_shift_nudge_never_rounds_back_to_the_clean_image() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 5)).eval()
     x = torch.rand(64, 3, 8, 8) * 0.5 + 0.25
-    res = probe(model, x, norm="l2", eps=[0.01], objective="shift", steps=3, checks=False, progress=False)
+    res = probe(model, x, norm="l2", eps=[1e-3], objective="shift", steps=3, checks=False, progress=False)
     sizes = res.delta.flatten(2).norm(dim=2)
-    assert bool((sizes > 0.5 * 0.01).all()), sizes.min()
+    assert bool((sizes > 0.5e-3).all()), sizes.min()
