@@ -23,6 +23,7 @@ _PUBLIC: dict[str, str] = {
     "Backbone": "brainprobe.zoo",
     "BackboneSpec": "brainprobe.zoo",
     "robustify": "brainprobe.zoo.robustify",
+    "evaluate_robustified": "brainprobe.zoo.robustify_eval",
     # data
     "Dataset": "brainprobe.data",
     "SimulatedBrain": "brainprobe.data",
