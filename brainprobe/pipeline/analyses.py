@@ -1,0 +1,318 @@
+"""The analyses stage: probe shards + encoders -> brainprobe.analysis Datasets -> findings.
+
+One cache entry per dataset label holds every analysis Dataset of that label (``<name>.nc``);
+its key chains the keys of the encoders, probe and transfer shards it read, so re-running an
+unchanged config reads it back and computes nothing.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from brainprobe._version import __version__
+from brainprobe.pipeline.cache import Cache, make_key
+from brainprobe.pipeline.config import RunConfig
+from brainprobe.pipeline.plan import DatasetPlan, model_info
+from brainprobe.pipeline.stages import STAGE_VERSIONS, load_encoder, load_shard, make_brain, resolve_device
+
+
+@dataclass
+class ShardedProbes:
+    """One model's probes under one norm, reassembled from its shards (a ProbeResult look-alike).
+
+    Attributes
+    ----------
+    delta : tensor E x N x 3 x H x W (float32 from the fp16 shards)
+    change : ndarray E x N x T
+    objective_value : ndarray E x N
+    eps : list of E floats
+    norm : str
+    """
+
+    delta: Any
+    change: np.ndarray
+    objective_value: np.ndarray
+    eps: list[float]
+    norm: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def gather_probes(plan: DatasetPlan, cache_root: str, eps: dict[str, list[float]]) -> dict[str, list[ShardedProbes]]:
+    """``{model: [ShardedProbes per norm]}``: each model's shards concatenated along images."""
+    import torch
+
+    by: dict[tuple[str, str], list[Any]] = {}
+    for e in plan.probes:
+        by.setdefault((e.model, e.norm), []).append(e)
+    out: dict[str, list[ShardedProbes]] = {}
+    for (model, norm), entries in by.items():
+        entries = sorted(entries, key=lambda e: e.chunk)
+        load = lambda name: np.concatenate([load_shard(cache_root, "probes", e.key, name) for e in entries], axis=1)  # noqa: E731
+        delta = torch.tensor(load("delta"), dtype=torch.float32)  # torch-allocated: aligned as always
+        out.setdefault(model, []).append(ShardedProbes(delta, load("change"), load("objective"), list(eps[norm]), norm,
+                                                       dict(entries[0].task["settings"])))
+    return out
+
+
+def gather_transfer(plan: DatasetPlan, cache_root: str) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+    """``{source: {norm: {target: change E x N x T}}}`` with target ``brain`` for a simulated brain."""
+    by: dict[tuple[str, str], list[Any]] = {}
+    for e in plan.transfers:
+        by.setdefault((e.model, e.norm), []).append(e)
+    out: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    for (source, norm), entries in by.items():
+        entries = sorted(entries, key=lambda e: e.chunk)
+        names = [p.stem for p in sorted(Cache(cache_root).path("transfer", entries[0].key).glob("*.npy"))]
+        out.setdefault(source, {})[norm] = {
+            n: np.concatenate([load_shard(cache_root, "transfer", e.key, n) for e in entries], axis=1) for n in names
+        }
+    return out
+
+
+def analyses_key(config: RunConfig, plan: DatasetPlan) -> str:
+    inputs = {
+        "fits": {k: e.key for k, e in plan.fits.items()},
+        "probes": [e.key for e in plan.probes],
+        "transfers": [e.key for e in plan.transfers],
+        "analyses": config.analyses.model_dump(mode="json"),
+        "objective": config.probes.objective,
+        "seed": config.seed,
+        "threads": config.threads,
+        "device": config.device,
+        "version": __version__,
+    }
+    return make_key("analyses", STAGE_VERSIONS["analyses"], inputs)
+
+
+def run_analyses(config: RunConfig, plans: list[DatasetPlan], datasets: dict[str, Any], cache: Cache,
+                 log: Any) -> dict[str, Any]:
+    """Per dataset label, every analysis Dataset (cached); then the findings table over all labels."""
+    import xarray as xr
+
+    root = str(cache.root.resolve())
+    results: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    computed = cached = 0
+    for plan in plans:
+        key = analyses_key(config, plan)
+        if cache.valid("analyses", key):
+            cached += 1
+            entry = cache.path("analyses", key)
+            results[plan.label] = {p.stem: xr.load_dataset(p, engine="h5netcdf") for p in sorted(entry.glob("*.nc"))}
+            continue
+        computed += 1
+        groups = compute_analyses(config, plan, datasets[plan.label], root)
+        with cache.writer("analyses", key) as tmp:
+            from brainprobe.pipeline.outputs import _clean
+
+            for name, ds in groups.items():
+                _clean(ds).to_netcdf(tmp / f"{name}.nc", engine="h5netcdf")
+        entry = cache.path("analyses", key)
+        # read back what was stored so a fresh and a cached run hand identical objects onward
+        results[plan.label] = {p.stem: xr.load_dataset(p, engine="h5netcdf") for p in sorted(entry.glob("*.nc"))}
+    log.add("analyses", computed, cached, time.perf_counter() - t0)
+    results["findings"] = compute_findings(results)
+    return results
+
+
+def compute_findings(results: dict[str, Any]) -> Any:
+    import pandas as pd
+
+    try:
+        from brainprobe.analysis import findings
+    except ImportError:
+        warnings.warn("findings check: brainprobe.analysis.findings is unavailable; the findings table is empty",
+                      stacklevel=2)
+        return pd.DataFrame(columns=["finding", "brain", "statistic", "value", "ci_low", "ci_high", "held"])
+    per_brain = {label: groups for label, groups in results.items() if label != "findings"}
+    return findings(per_brain)
+
+
+def compute_analyses(config: RunConfig, plan: DatasetPlan, dataset: Any, cache_root: str) -> dict[str, Any]:
+    """Every analysis the config asks for, on one dataset; returns {name: xarray.Dataset}."""
+    import torch
+
+    from brainprobe._images import to_float_tensor
+
+    dev = resolve_device(config.device)
+    encoders = {name: load_encoder(cache_root, e.key, dev) for name, e in plan.fits.items()}
+    probes = gather_probes(plan, cache_root, config.probes.eps)
+    first = next(iter(plan.fits))
+    image_idx = [i for e in sorted((e for e in plan.probes if e.model == first and e.norm == config.probes.norms[0]),
+                                   key=lambda e: e.chunk) for i in e.task["images"]]
+    images = to_float_tensor(np.asarray(dataset.stimuli)[np.asarray(image_idx)])
+    info = {name: {"training": model_info(name)["training"], "architecture": model_info(name)["family"]}
+            for name in encoders}
+    brain = make_brain(plan.brain, dev) if plan.brain is not None else None
+    from brainprobe.pipeline.stages import make_objective
+
+    objective = make_objective(config.probes.objective, dataset)
+    ctx = AnalysisContext(config, plan, dataset, encoders, probes, images, image_idx, info, brain, objective, cache_root)
+    groups: dict[str, Any] = {"predictivity": predictivity_group(encoders, info)}
+    import brainprobe.analysis as analysis_pkg
+
+    for name in config.analyses.include:
+        fn = RUNNERS.get(name)
+        if fn is None or not _available(analysis_pkg, name):
+            warnings.warn(f"analysis check: {name} is not available in this brainprobe version; skipped", stacklevel=2)
+            continue
+        groups[name] = fn(ctx, groups)
+    return {k: v for k, v in groups.items() if v is not None}
+
+
+_FUNCTION = {"axes": "coding_axes"}
+
+
+def _available(pkg: Any, name: str) -> bool:
+    return hasattr(pkg, _FUNCTION.get(name, name))
+
+
+@dataclass
+class AnalysisContext:
+    config: RunConfig
+    plan: DatasetPlan
+    dataset: Any
+    encoders: dict[str, Any]
+    probes: dict[str, list[ShardedProbes]]
+    images: Any
+    image_index: list[int]
+    info: dict[str, dict[str, str]]
+    brain: Any
+    objective: Any
+    cache_root: str
+
+    def options(self, name: str) -> dict[str, Any]:
+        return dict(self.config.analyses.options.get(name, {}))
+
+
+def predictivity_group(encoders: dict[str, Any], info: dict[str, dict[str, str]]) -> Any:
+    """The encoders' predictivity Datasets concatenated along a ``model`` dim."""
+    import xarray as xr
+
+    parts = []
+    for name, enc in encoders.items():
+        ds = enc.predictivity
+        parts.append(ds.expand_dims(model=[name]))
+    out = xr.concat(parts, dim="model", join="outer", combine_attrs="drop_conflicts")
+    out = out.assign_coords(training=("model", [info[m]["training"] for m in out["model"].values]),
+                            architecture=("model", [info[m]["architecture"] for m in out["model"].values]))
+    out.attrs["analysis"] = "predictivity"
+    return out
+
+
+def _sensitivity(ctx: AnalysisContext, done: dict[str, Any]) -> Any:
+    from brainprobe.analysis import sensitivity
+
+    measure = "rms" if ctx.config.probes.objective.startswith("shift") else "mean"
+    return sensitivity(ctx.encoders, ctx.images, ctx.probes, measure=measure, n_boot=ctx.config.analyses.n_boot,
+                       seed=ctx.config.seed, info=ctx.info, **ctx.options("sensitivity"))
+
+
+def _discriminability(ctx: AnalysisContext, done: dict[str, Any]) -> Any:
+    """Predictivity and sensitivity per image, on the same probed images, side by side."""
+    from brainprobe.analysis import discriminability, predictivity_scores, sensitivity_scores
+
+    sens = done.get("sensitivity")
+    if sens is None:
+        sens = _sensitivity(ctx, done)
+        done["sensitivity"] = sens
+    responses = np.asarray(ctx.dataset.responses)[np.asarray(ctx.image_index)]
+    pred = predictivity_scores(ctx.encoders, responses, images=ctx.images)
+    scores = {"predictivity": pred, "sensitivity": sensitivity_scores(sens)}
+    return discriminability(scores, n_boot=ctx.config.analyses.n_boot, seed=ctx.config.seed,
+                            **ctx.options("discriminability"))
+
+
+def _transfer(ctx: AnalysisContext, done: dict[str, Any]) -> Any:
+    from brainprobe.analysis import transfer
+
+    return transfer(ctx.encoders, ctx.images, ctx.probes, objective=ctx.objective, brain=ctx.brain,
+                    n_boot=ctx.config.analyses.n_boot, seed=ctx.config.seed, info=ctx.info,
+                    **ctx.options("transfer"))
+
+
+def _axes(ctx: AnalysisContext, done: dict[str, Any]) -> Any:
+    from brainprobe.analysis import coding_axes
+
+    k = ctx.config.analyses.axes_images
+    return coding_axes(ctx.encoders, ctx.images[:k], brain=ctx.brain, n_boot=ctx.config.analyses.n_boot,
+                       seed=ctx.config.seed, info=ctx.info, **ctx.options("axes"))
+
+
+def _l2_linf(ctx: AnalysisContext, done: dict[str, Any]) -> Any:
+    from brainprobe.analysis import l2_linf
+
+    if set(ctx.config.probes.norms) != {"l2", "linf"}:
+        return None
+    return l2_linf(ctx.encoders, ctx.images, ctx.probes, n_boot=ctx.config.analyses.n_boot, seed=ctx.config.seed,
+                   info=ctx.info, **ctx.options("l2_linf"))
+
+
+def _controversial(ctx: AnalysisContext, done: dict[str, Any]) -> Any:
+    """Contrast probes for every ordered model pair on the first few probed images, then controversiality."""
+    from brainprobe.analysis import controversial, predictivity_scores
+    from brainprobe.probes import Contrast, probe
+
+    a_cfg, pr = ctx.config.analyses, ctx.config.probes
+    names = list(ctx.encoders)
+    if len(names) < 2:
+        return None
+    k = min(a_cfg.contrast_images, ctx.images.shape[0])
+    x = ctx.images[:k]
+    norms = a_cfg.contrast_norms or [pr.norms[0]]
+    probes: dict[tuple[str, str], list[Any]] = {}
+    pairs = [(a, b) for a in names for b in names if a != b]
+    from brainprobe._progress import progress
+    from brainprobe.pipeline.stages import shard_seed
+
+    for a, b in progress(pairs, desc="contrast probes"):
+        objective = Contrast(ctx.encoders[a], ctx.encoders[b], a_cfg.contrast_targets)
+        probes[(a, b)] = [
+            probe(None, x, norm=nm, eps=pr.eps[nm], objective=objective, steps=pr.steps, step_size=pr.step_size,
+                  random_start=pr.random_start, batch_size=pr.batch_size, progress=False,
+                  seed=shard_seed(ctx.config.seed, "contrast", ctx.plan.label, a, b, nm))
+            for nm in norms
+        ]
+    responses = np.asarray(ctx.dataset.responses)[np.asarray(ctx.image_index[:k])]
+    pred = predictivity_scores(ctx.encoders, responses, images=x)
+    return controversial(ctx.encoders, x, probes, targets=a_cfg.contrast_targets, brain=ctx.brain, predictivity=pred,
+                         n_boot=a_cfg.n_boot, seed=ctx.config.seed, **ctx.options("controversial"))
+
+
+def _linearity(ctx: AnalysisContext, done: dict[str, Any]) -> Any:
+    from brainprobe.analysis import linearity
+
+    return linearity(ctx.encoders, ctx.images, ctx.probes, objective=ctx.objective, n_boot=ctx.config.analyses.n_boot,
+                     seed=ctx.config.seed, info=ctx.info, **ctx.options("linearity"))
+
+
+def _semantics(ctx: AnalysisContext, done: dict[str, Any]) -> Any:
+    from brainprobe.analysis import semantics
+    from brainprobe.zoo import load_backbone
+
+    name = ctx.config.analyses.classifier
+    if name in ctx.encoders:
+        warnings.warn(f"semantics check: classifier {name} is also a candidate model; it is not independent",
+                      stacklevel=2)
+    classifier = load_backbone(name, device=resolve_device(ctx.config.device))
+    return semantics(ctx.images, ctx.probes, classifier=classifier, classifier_name=name, models=ctx.encoders,
+                     n_boot=ctx.config.analyses.n_boot, seed=ctx.config.seed, info=ctx.info,
+                     **ctx.options("semantics"))
+
+
+RUNNERS: dict[str, Any] = {
+    "controversial": _controversial,
+    "linearity": _linearity,
+    "semantics": _semantics,
+    "sensitivity": _sensitivity,
+    "discriminability": _discriminability,
+    "transfer": _transfer,
+    "axes": _axes,
+    "l2_linf": _l2_linf,
+}
+"""analysis name -> runner(ctx, groups computed so far) -> xarray.Dataset or None (not applicable)."""
