@@ -72,6 +72,7 @@ _PUBLIC: dict[str, str] = {
     # pipeline
     "run_pipeline": "brainprobe.pipeline",
     "load_config": "brainprobe.pipeline",
+    "RunConfig": "brainprobe.pipeline",
 }
 
 __all__ = ["__version__", *sorted(_PUBLIC)]
