@@ -7,22 +7,7 @@ from typing import Optional
 
 import typer
 
-
-def parse_eps(text: str) -> float:
-    """A budget from the command line: ``0.1``, ``2/255`` or ``1e-2``; ConfigError otherwise."""
-    from brainprobe.errors import ConfigError
-
-    try:
-        if "/" in text:
-            num, den = text.split("/", 1)
-            value = float(num) / float(den)
-        else:
-            value = float(text)
-    except (ValueError, ZeroDivisionError):
-        raise ConfigError(f"--eps {text!r} is not a number; write e.g. 0.1 or 2/255") from None
-    if not value > 0:
-        raise ConfigError(f"--eps must be > 0, got {text}")
-    return value
+from brainprobe.cli._common import parse_eps
 
 
 def register(app: typer.Typer) -> None:

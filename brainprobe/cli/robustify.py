@@ -7,22 +7,9 @@ from typing import Optional
 
 import typer
 
+from brainprobe.cli._common import parse_eps
+
 from brainprobe.errors import ConfigError
-
-
-def parse_eps(text: str, option: str = "--eps") -> float:
-    """``"1"``, ``"0.25"``, ``"1/255"`` -> float; one-line ConfigError otherwise."""
-    try:
-        if "/" in text:
-            num, den = text.split("/", 1)
-            value = float(num) / float(den)
-        else:
-            value = float(text)
-    except (ValueError, ZeroDivisionError):
-        raise ConfigError(f"{option}: expected a number such as 1, 0.25 or 1/255, got {text!r}") from None
-    if not value > 0:
-        raise ConfigError(f"{option}: must be > 0, got {text!r}")
-    return value
 
 
 def parse_duration(text: str) -> float:
