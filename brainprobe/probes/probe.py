@@ -15,7 +15,7 @@ from brainprobe.probes._engine import EngineConfig, Forward, frozen_eval, run_it
 from brainprobe.probes.objectives import Compiled, Objective, parse_objective
 from brainprobe.probes.result import ProbeResult
 
-DEFAULT_BATCH_CPU = 40
+DEFAULT_BATCH_CPU = 8
 """Items per batch on CPU, chosen by benchmarks/bench_probes.py (see docs/probes.md)."""
 DEFAULT_BATCH_CUDA = 256
 
@@ -157,7 +157,7 @@ def probe(
     restarts : int
         Independent runs per item (needs ``random_start``); the best is kept.
     batch_size : int, optional
-        Items (budget x image x objective) per batch; default 40 on CPU (measured, see
+        Items (budget x image x objective) per batch; default 8 on CPU (measured on a quiet 2-core machine, see
         docs/probes.md) and 256 on CUDA.
     seed : int
         Seeds random starts (per item, so independent of packing) and input diversity.
