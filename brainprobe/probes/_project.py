@@ -25,7 +25,7 @@ def step(adv: torch.Tensor, grad: torch.Tensor, alpha: torch.Tensor, norm: str) 
     """One ascent step: ``adv + alpha * sign(grad)`` (linf) or ``adv + alpha * grad / ||grad||_2`` (l2)."""
     if norm == "linf":
         return adv + _col(alpha, adv) * grad.sign()
-    g_norm = torch.norm(grad.view(grad.shape[0], -1), p=2, dim=1) + _EPS_DIV
+    g_norm = torch.norm(grad.reshape(grad.shape[0], -1), p=2, dim=1) + _EPS_DIV
     return adv + _col(alpha, adv) * (grad / _col(g_norm, grad))
 
 
@@ -36,7 +36,7 @@ def project(adv: torch.Tensor, x: torch.Tensor, eps: torch.Tensor, norm: str) ->
     if norm == "linf":
         delta = torch.maximum(torch.minimum(delta, e), -e)
     else:
-        n = torch.norm(delta.view(delta.shape[0], -1), p=2, dim=1)
+        n = torch.norm(delta.reshape(delta.shape[0], -1), p=2, dim=1)
         factor = torch.where(n > eps, eps / n, torch.ones_like(n))
         delta = delta * _col(factor, delta)
     return torch.clamp(x + delta, min=0, max=1)
@@ -53,7 +53,7 @@ def final_delta(adv: torch.Tensor, x: torch.Tensor, eps: torch.Tensor, norm: str
     if norm == "linf":
         delta = torch.maximum(torch.minimum(delta, e), -e)
     else:
-        n = torch.norm(delta.view(delta.shape[0], -1), p=2, dim=1)
+        n = torch.norm(delta.reshape(delta.shape[0], -1), p=2, dim=1)
         factor = torch.where(n > eps, eps / n, torch.ones_like(n))
         delta = delta * _col(factor, delta)
     return torch.maximum(torch.minimum(delta, 1 - x), -x)

@@ -41,3 +41,19 @@ def test_random_start_is_seeded_and_packing_invariant(encoder, images) -> None: 
     assert torch.allclose(a.trace[0], b.trace[0], rtol=1e-4, atol=1e-6)  # identical start points
     assert torch.allclose(a.objective_value, b.objective_value, rtol=0.01)
     assert not torch.allclose(a.trace[0], c.trace[0])
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_channels_last_runs_and_agrees(norm: str) -> None:
+    """Regression: channels_last inputs crashed the l2 step (``.view`` on NHWC strides)."""
+    import torch.nn as nn
+
+    from brainprobe.probes import probe
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)).eval()
+    x = torch.rand(4, 3, 8, 8) * 0.5 + 0.25
+    kw = dict(norm=norm, eps=[0.05, 0.1] if norm == "l2" else [2 / 255], objective="drive:all", steps=5, progress=False)
+    a = probe(model, x, **kw)
+    b = probe(model, x, channels_last=True, **kw)
+    assert torch.allclose(a.objective_value, b.objective_value, rtol=1e-2, atol=1e-6)
