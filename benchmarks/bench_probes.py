@@ -4,12 +4,15 @@ Workload (issue 5): 8 images at 128 px, 5 l2 budgets, 10 steps, Drive on one ROI
 (MobileNetV2 cut at features.10 + fitted ridge readout, from brainprobe.encoding.fit_encoder on a
 small SIMULATED dataset).
 
-- ours:  ``brainprobe.probes.probe`` (truncated encoder, input-only gradients, packed budgets).
+- ours:  ``brainprobe.probes.probe`` with its defaults (truncated encoder, input-only gradients,
+  packed budgets, channels-last memory format for conv models).
 - naive: the way encoding-model notebooks do it: loop over eps; the full MobileNetV2 forward
   (classifier included) with a forward hook at the layer; parameter gradients on (``.backward()``);
-  the same PGD update (normalised gradient step, scale onto the ball, clip to the box).
+  the same PGD update (normalised gradient step, scale onto the ball, clip to the box); NCHW
+  inputs as torchvision gives them. ``naive_nhwc_s``: the same on NHWC-strided inputs (a permuted
+  uint8 array), which happens to run the convolutions channels-last and is faster.
 - bare:  only the forward + input-backward passes of the cut encoder that our sweep runs, on the
-  same batches; ``efficiency = bare_s / ours_s``.
+  same batches and in the same memory format; ``efficiency = bare_s / ours_s``.
 
 After a warm-up of each, ``--pairs`` interleaved (ours, naive) pairs are timed; ``speedup`` is
 the median of naive/ours per pair, with a bootstrap 95% CI. Our batch size is chosen first by
@@ -58,10 +61,11 @@ def build_encoder(seed: int = 0):  # type: ignore[no-untyped-def]
     return fit_encoder("mobilenet_v2", ds, layer=LAYER, pooling="avg", cv=3, cache=False, n_boot=10)
 
 
-def ours_sweep(encoder: nn.Module, x: torch.Tensor, batch_size: int):  # type: ignore[no-untyped-def]
+def ours_sweep(encoder: nn.Module, x: torch.Tensor, batch_size: int, channels_last: bool | None = None):  # type: ignore[no-untyped-def]
     from brainprobe.probes import probe
 
-    return probe(encoder, x, norm="l2", eps=EPS, objective=f"drive:{ROI}", steps=STEPS, batch_size=batch_size, progress=False)
+    return probe(encoder, x, norm="l2", eps=EPS, objective=f"drive:{ROI}", steps=STEPS, batch_size=batch_size,
+                 channels_last=channels_last, progress=False)
 
 
 def naive_sweep(
@@ -130,9 +134,20 @@ def naive_sweep(
             p.grad = None
 
 
-def bare_passes(encoder: nn.Module, x: torch.Tensor, batch_size: int, roi: torch.Tensor) -> float:
-    """Seconds of the forward + input-backward passes our sweep needs, on the same batches, nothing else."""
-    items = x.repeat(len(EPS), 1, 1, 1)
+def bare_passes(encoder: nn.Module, x: torch.Tensor, batch_size: int, roi: torch.Tensor, channels_last: bool) -> float:
+    """Seconds of the forward + input-backward passes our sweep needs, on the same batches, nothing else.
+
+    ``channels_last``: run them in the memory format our sweep used (encoder and inputs NHWC)."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    encoder.to(memory_format=fmt)
+    items = x.repeat(len(EPS), 1, 1, 1).contiguous(memory_format=fmt)
+    try:
+        return _bare_timed(encoder, x.contiguous(memory_format=fmt), items, batch_size, roi)
+    finally:
+        encoder.to(memory_format=torch.contiguous_format)
+
+
+def _bare_timed(encoder: nn.Module, x: torch.Tensor, items: torch.Tensor, batch_size: int, roi: torch.Tensor) -> float:
     t0 = time.perf_counter()
     with torch.no_grad():
         encoder(x)  # clean responses
@@ -180,10 +195,14 @@ def main() -> None:
     weight, bias = encoder.weight.clone(), encoder.bias.clone()
     roi = torch.tensor(np.flatnonzero(encoder.targets["roi"].to_numpy() == ROI))
     stim, _ = sample_stimuli(N_IMAGES, RESOLUTION, seed=1)
-    x = torch.from_numpy(stim).permute(0, 3, 1, 2).float() / 255
+    # NCHW-contiguous float images, as torchvision's to_tensor + torch.stack give a notebook. (A
+    # permute of the stored N x H x W x 3 array without .contiguous() is NHWC-strided, and the naive
+    # sweep is ~25% faster on such input: reported as naive_nhwc_s.)
+    x_nhwc = torch.from_numpy(stim).permute(0, 3, 1, 2).float() / 255
+    x = x_nhwc.contiguous()
 
     if args.ablation:
-        _ablation(encoder, backbone, weight, bias, roi, x, args)
+        _ablation(encoder, backbone, weight, bias, roi, x, x_nhwc, args)
         return
 
     # choose our batch size by measurement (after one warm-up run)
@@ -191,16 +210,21 @@ def main() -> None:
     by_batch = {int(b): _timed(lambda b=int(b): ours_sweep(encoder, x, b)) for b in args.batch_sizes.split(",")}
     batch = min(by_batch, key=by_batch.get)  # type: ignore[arg-type]
 
-    naive_sweep(backbone, weight, bias, roi, x)  # warm-up
-    ours_t, naive_t, bare_t = [], [], []
+    res = ours_sweep(encoder, x, batch)
+    used_cl = bool(res.settings["channels_last"])
+    naive_sweep(backbone, weight, bias, roi, x)  # warm-ups
+    naive_sweep(backbone, weight, bias, roi, x_nhwc)
+    ours_t, naive_t, naive_nhwc_t, bare_t = [], [], [], []
     for _ in range(args.pairs):
         ours_t.append(_timed(lambda: ours_sweep(encoder, x, batch)))
         naive_t.append(_timed(lambda: naive_sweep(backbone, weight, bias, roi, x)))
-        bare_t.append(bare_passes(encoder, x, batch, roi))
+        naive_nhwc_t.append(_timed(lambda: naive_sweep(backbone, weight, bias, roi, x_nhwc)))
+        bare_t.append(bare_passes(encoder, x, batch, roi, used_cl))
     ratios = [n / o for n, o in zip(naive_t, ours_t)]
+    ratios_nhwc = [n / o for n, o in zip(naive_nhwc_t, ours_t)]
     ci = _bootstrap_ci(ratios)
+    ci_nhwc = _bootstrap_ci(ratios_nhwc)
 
-    res = ours_sweep(encoder, x, batch)
     ours_change = res.change[..., roi].mean(-1)
     naive_change = naive_sweep(backbone, weight, bias, roi, x)
     rel = (ours_change - naive_change).abs() / naive_change.abs()
@@ -210,7 +234,11 @@ def main() -> None:
         "naive_s": round(statistics.median(naive_t), 4),
         "speedup": round(statistics.median(ratios), 3),
         "speedup_ci95": [round(ci[0], 3), round(ci[1], 3)],
+        "naive_nhwc_s": round(statistics.median(naive_nhwc_t), 4),
+        "speedup_vs_naive_nhwc": round(statistics.median(ratios_nhwc), 3),
+        "speedup_vs_naive_nhwc_ci95": [round(ci_nhwc[0], 3), round(ci_nhwc[1], 3)],
         "efficiency": round(statistics.median(bare_t) / statistics.median(ours_t), 3),
+        "channels_last": used_cl,
         "bare_s": round(statistics.median(bare_t), 4),
         "change_rel_diff": float(f"{float(rel.max()):.3g}"),
         "change_rel_diff_median": float(f"{float(rel.median()):.3g}"),
@@ -224,7 +252,7 @@ def main() -> None:
     }))
 
 
-def _ablation(encoder, backbone, weight, bias, roi, x, args) -> None:  # type: ignore[no-untyped-def]
+def _ablation(encoder, backbone, weight, bias, roi, x, x_nhwc, args) -> None:  # type: ignore[no-untyped-def]
     """Median seconds of the sweep for each variant, interleaved over ``--pairs`` rounds."""
     variants = {
         "naive_full_paramgrad": lambda: naive_sweep(backbone, weight, bias, roi, x),
@@ -232,8 +260,10 @@ def _ablation(encoder, backbone, weight, bias, roi, x, args) -> None:  # type: i
         "cut_paramgrad": lambda: naive_sweep(backbone, weight, bias, roi, x, full=False, encoder=encoder),
         "cut_inputonly_loop": lambda: naive_sweep(backbone, weight, bias, roi, x, full=False, param_grads=False, encoder=encoder),
     }
+    variants["naive_full_paramgrad_nhwc_input"] = lambda: naive_sweep(backbone, weight, bias, roi, x_nhwc)
     for b in args.batch_sizes.split(","):
         variants[f"ours_batch{int(b)}"] = lambda b=int(b): ours_sweep(encoder, x, b)
+        variants[f"ours_batch{int(b)}_nchw"] = lambda b=int(b): ours_sweep(encoder, x, b, channels_last=False)
     for fn in variants.values():
         fn()  # warm-up
     times: dict[str, list[float]] = {k: [] for k in variants}

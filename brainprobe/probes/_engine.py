@@ -56,19 +56,34 @@ class EngineOutput:
 def frozen_eval(models: list[nn.Module], channels_last: bool = False) -> Iterator[None]:
     """Eval mode and ``requires_grad=False`` on every parameter (input-only gradients); restored on exit."""
     saved = [(m, m.training, [(p, p.requires_grad) for p in m.parameters()]) for m in models]
+    converted: list[nn.Module] = []
     try:
         for m in models:
             m.eval()
             for p in m.parameters():
                 p.requires_grad_(False)
-            if channels_last:
+            if channels_last and not is_channels_last(m):
                 m.to(memory_format=torch.channels_last)
+                converted.append(m)
         yield
     finally:
+        for m in converted:  # the caller's model leaves as it came (a copy of its 4-D weights, cheap)
+            m.to(memory_format=torch.contiguous_format)
         for m, training, flags in saved:
             m.train(training)
             for p, flag in flags:
                 p.requires_grad_(flag)
+
+
+def has_conv(models: list[nn.Module]) -> bool:
+    """Whether any of ``models`` has a 4-D (convolution) weight, where channels-last pays."""
+    return any(p.ndim == 4 for m in models for p in m.parameters())
+
+
+def is_channels_last(model: nn.Module) -> bool:
+    """Whether every 4-D parameter of ``model`` is stored channels-last (False when it has none)."""
+    w4 = [p for p in model.parameters() if p.ndim == 4]
+    return bool(w4) and all(p.is_contiguous(memory_format=torch.channels_last) for p in w4)
 
 
 class Forward:

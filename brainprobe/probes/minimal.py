@@ -9,10 +9,9 @@ import torch
 from torch import nn
 
 from brainprobe.errors import ConfigError
-from brainprobe.probes._engine import EngineConfig, run_items
+from brainprobe.probes._engine import EngineConfig, frozen_eval, has_conv, run_items
 from brainprobe.probes.objectives import Objective, parse_objective
-from brainprobe.probes.probe import DEFAULT_BATCH_CPU, DEFAULT_BATCH_CUDA, _eps_list, _norm, as_images, prepare, resolve_device
-from brainprobe.probes._engine import frozen_eval
+from brainprobe.probes.probe import DEFAULT_BATCH_CPU, DEFAULT_BATCH_CUDA, _eps_list, _norm, as_images, prepare_any_format, resolve_device
 
 
 def _threshold(criterion: float | str, unit: torch.Tensor | None, name: str) -> float:
@@ -79,17 +78,17 @@ def minimal_eps(
         raise ConfigError("bisect_steps must be >= 0 and steps >= 1")
     ob = parse_objective(objective)
     dev = resolve_device(model, device)
+    models = [m for m in (model, ob.model) if m is not None]
     cfg = EngineConfig(
         norm=norm, steps=steps, random_start=random_start, restarts=1,
         batch_size=batch_size or (DEFAULT_BATCH_CUDA if dev.type == "cuda" else DEFAULT_BATCH_CPU),
         seed=seed, input_diversity=0.0, keep_best=True, device=dev, autocast=autocast,
-        channels_last=False, show_progress=progress,
+        channels_last=has_conv(models), show_progress=progress,
     )
     n = x_cpu.shape[0]
     images_dev = x_cpu.to(dev)
-    models = [m for m in (model, ob.model) if m is not None]
-    with frozen_eval(models), torch.no_grad():
-        main, (compiled,), clean, forward = prepare(model, [ob], images_dev, cfg)
+    with frozen_eval(models, channels_last=cfg.channels_last), torch.no_grad():
+        main, (compiled,), clean, forward = prepare_any_format(model, [ob], images_dev, cfg, models, True)
         thr = _threshold(criterion, compiled.unit, ob.name)
 
         def run(image_index: torch.Tensor, eps: torch.Tensor, key_offset: int) -> torch.Tensor:

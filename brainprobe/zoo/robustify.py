@@ -80,40 +80,46 @@ class RobustifyResult:
 
 
 class _Tap(nn.Module):
-    """Backbone -> (features at ``layers``, logits or None), through forward hooks on ``.net``."""
+    """Backbone -> (features at ``layers``, logits or None).
 
-    def __init__(self, backbone: nn.Module, layers: list[str], logits: bool) -> None:
+    Without logits the truncated trunk runs (nothing after the last distilled layer); with
+    ``logits=True`` the whole backbone runs and forward hooks on ``.net`` catch the features.
+    """
+
+    def __init__(self, backbone: nn.Module, layers: list[str], channels_last: bool = False) -> None:
         super().__init__()
+        from brainprobe.zoo import truncate
+
         self.backbone = backbone
         self.layers = layers
-        self.logits = logits
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self._out: dict[str, torch.Tensor] = {}
         self._handles = []
+        self._hooked = False
         for name in layers:
             module = backbone.net.get_submodule(name)
             self._handles.append(module.register_forward_hook(self._hook(name)))
-        if not logits:
-            from brainprobe.zoo import truncate
-
-            self._trunk = truncate(backbone, list(layers))
+        self._trunk = truncate(backbone, list(layers))
 
     def _hook(self, name: str):  # noqa: ANN202
         def hook(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
-            self._out[name] = output
+            if self._hooked:
+                self._out[name] = output
 
         return hook
 
-    def forward(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
-        self._out = {}
-        if self.logits:
-            logits = self.backbone(x)
-            feats = {k: self._out[k] for k in self.layers}
-        else:
+    def forward(self, x: torch.Tensor, logits: bool = False) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        x = x.contiguous(memory_format=self.memory_format)
+        if not logits:
             out = self._trunk(x)
-            feats = out if isinstance(out, dict) else {self.layers[0]: out}
-            logits = None
-        self._out = {}
-        return feats, logits
+            return (out if isinstance(out, dict) else {self.layers[0]: out}), None
+        self._out, self._hooked = {}, True
+        try:
+            y = self.backbone(x)
+            feats = {k: self._out[k] for k in self.layers}
+        finally:
+            self._out, self._hooked = {}, False
+        return feats, y
 
     def close(self) -> None:
         for h in self._handles:
@@ -312,6 +318,7 @@ def robustify(
     checkpoint_every_s: float = 60.0,
     fp16: bool = True,
     device: str | torch.device | None = None,
+    channels_last: bool = True,
     progress: bool = True,
 ) -> RobustifyResult:
     """Make a robust copy of ``source`` by adversarial self-distillation (no labels needed).
@@ -357,6 +364,9 @@ def robustify(
         Store the weights in float16 (half the size; used for the shipped models).
     device
         Torch device (default CPU).
+    channels_last
+        Run teacher and student in channels-last (NHWC) memory format: about 1.4x faster steps on
+        CPU (docs/robustify.md); the weights file is written in the usual layout either way.
     progress
         Show a progress bar with live robust and clean losses.
 
@@ -385,13 +395,15 @@ def robustify(
         "step_size": None if step_size is None else float(step_size), "lr": float(lr),
         "batch_size": int(batch_size), "resolution": resolution, "images": images_desc,
         "clean_weight": float(clean_weight), "kl_weight": float(kl_weight), "seed": int(seed),
-        "steps": steps, "time_budget_s": time_budget_s,
+        "steps": steps, "time_budget_s": time_budget_s, "channels_last": bool(channels_last),
     }
 
+    if channels_last:
+        teacher.to(memory_format=torch.channels_last)
     student = copy.deepcopy(teacher).eval()
     need_logits = kl_weight > 0
-    t_tap = _Tap(teacher, layer_list, need_logits)
-    s_tap = _Tap(student, layer_list, need_logits)  # truncate() freezes the (shared) parameters
+    t_tap = _Tap(teacher, layer_list, channels_last)
+    s_tap = _Tap(student, layer_list, channels_last)  # truncate() freezes the (shared) parameters
     params = list(student.net.parameters())
     for p in params:
         p.requires_grad_(True)
@@ -425,7 +437,7 @@ def robustify(
             t0 = time.perf_counter()
             x = sampler.sample(batch_size).to(device)
             with torch.no_grad():
-                t_feats, t_logits = t_tap(x)
+                t_feats, t_logits = t_tap(x, logits=need_logits)
 
             def adv_loss(xa: torch.Tensor) -> torch.Tensor:
                 return feature_distance(s_tap(xa)[0], t_feats)
@@ -440,7 +452,7 @@ def robustify(
 
             s_adv, _ = s_tap(x + delta)
             robust = feature_distance(s_adv, t_feats).mean()
-            s_clean, s_logits = s_tap(x)
+            s_clean, s_logits = s_tap(x, logits=need_logits)  # only the clean pass needs the logits
             clean = feature_distance(s_clean, t_feats).mean()
             loss = robust + clean_weight * clean
             kl = torch.zeros(())
@@ -501,6 +513,8 @@ def robustify(
         "kl_weight": float(kl_weight),
         "wall_time_s": round(elapsed, 1),
         "device": str(device),
+        "channels_last": bool(channels_last),
+        "threads": torch.get_num_threads(),
         "final_losses": final,
         "versions": _versions(),
     }

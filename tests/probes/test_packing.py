@@ -54,6 +54,52 @@ def test_channels_last_runs_and_agrees(norm: str) -> None:
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)).eval()
     x = torch.rand(4, 3, 8, 8) * 0.5 + 0.25
     kw = dict(norm=norm, eps=[0.05, 0.1] if norm == "l2" else [2 / 255], objective="drive:all", steps=5, progress=False)
-    a = probe(model, x, **kw)
+    a = probe(model, x, channels_last=False, **kw)
     b = probe(model, x, channels_last=True, **kw)
     assert torch.allclose(a.objective_value, b.objective_value, rtol=1e-2, atol=1e-6)
+    assert (a.settings["channels_last"], b.settings["channels_last"]) == (False, True)
+
+
+class _ViewNet(torch.nn.Module):
+    """A conv net written the old way: ``.view`` on conv features, which NHWC strides refuse."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.fc = torch.nn.Linear(4 * 6 * 6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.conv(x))
+        return self.fc(h.view(h.shape[0], -1))
+
+
+def test_default_format_is_channels_last_for_conv_models_and_restores_the_model() -> None:
+    import torch.nn as nn
+
+    torch.manual_seed(0)
+    conv = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)).eval()
+    dense = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 3)).eval()
+    x = torch.rand(4, 3, 8, 8) * 0.5 + 0.25
+    kw = dict(norm="l2", eps=[0.1], objective="drive:all", steps=3, progress=False)
+    assert probe(conv, x, **kw).settings["channels_last"] is True
+    assert probe(dense, x, **kw).settings["channels_last"] is False
+    # the caller's model leaves in the format it came in
+    assert conv[0].weight.is_contiguous() and not conv[0].weight.is_contiguous(memory_format=torch.channels_last)
+    conv.to(memory_format=torch.channels_last)
+    probe(conv, x, **kw)
+    assert conv[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_channels_last_falls_back_with_a_warning_when_the_model_cannot_run_it() -> None:
+    torch.manual_seed(0)
+    model = _ViewNet().eval()
+    x = torch.rand(4, 3, 8, 8) * 0.5 + 0.25
+    kw = dict(norm="l2", eps=[0.1], objective="drive:all", steps=3, progress=False)
+    with pytest.warns(UserWarning, match="channels-last"):
+        auto = probe(model, x, **kw)
+    plain = probe(model, x, channels_last=False, **kw)
+    assert auto.settings["channels_last"] is False
+    assert torch.equal(auto.delta, plain.delta)
+    assert model.conv.weight.is_contiguous()
+    with pytest.raises(RuntimeError):  # asked for explicitly: no fallback
+        probe(model, x, channels_last=True, **kw)

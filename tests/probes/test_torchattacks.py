@@ -45,7 +45,7 @@ def test_iterates_match_torchattacks(norm: str, eps: float, alpha: float, attack
         ref = attack(model, eps=eps, alpha=alpha, steps=steps, random_start=False)(x, labels)
         # unpacked: one eps, the same batch of 8 images as torchattacks
         res = probe(model, x, norm=norm, eps=[eps], objective=CrossEntropy(labels), steps=steps,
-                    step_size=alpha, keep_best=False, batch_size=8)
+                    step_size=alpha, keep_best=False, batch_size=8, channels_last=False)
         ours = (x + res.delta[0]).clamp(0, 1)
         assert float((ours - ref).abs().max()) <= 1e-4, f"step {steps}"
         ours_first = ours_first if ours_first is not None else ours

@@ -115,6 +115,19 @@ def test_kl_term_trains_the_head(photos, tmp_path) -> None:
     assert not torch.equal(student["classifier.1.weight"].float(), teacher["classifier.1.weight"].half().float())
 
 
+def test_channels_last_training_matches_nchw(photos, tmp_path, reference) -> None:
+    """The memory format changes speed, not the training: losses agree to float rounding."""
+    nchw = _run(photos, tmp_path, channels_last=False)
+    assert reference.recipe["channels_last"] is True and nchw.recipe["channels_last"] is False
+    for a, b in zip(reference.history, nchw.history):
+        assert a["robust"] == pytest.approx(b["robust"], rel=1e-3)
+        assert a["clean"] == pytest.approx(b["clean"], rel=1e-3, abs=1e-6)
+    ref, other = _state(reference.weights_path), _state(nchw.weights_path)
+    assert all(v.is_contiguous() for v in ref.values())  # the file is in the usual layout
+    w = "features.4.conv.0.0.weight"
+    assert torch.allclose(ref[w].float(), other[w].float(), atol=2e-3)
+
+
 @pytest.mark.parametrize(
     ("kw", "error", "match"),
     [
