@@ -41,7 +41,8 @@ def register(app: typer.Typer) -> None:
         steps: Optional[int] = typer.Option(None, help="Budget in training steps."),
         time: Optional[str] = typer.Option(None, "--time", help="Budget in wall-clock time: 600, 10m, 1h."),
         lr: float = typer.Option(1e-4, help="Adam learning rate."),
-        batch_size: int = typer.Option(32, help="Training crops per step."),
+optimizer: str = typer.Option("adam", help="adam, or sgd (Nesterov momentum 0.9)."),
+                batch_size: int = typer.Option(32, help="Training crops per step."),
         resolution: Optional[int] = typer.Option(None, help="Crop size in px (default: the model's resolution)."),
         images: str = typer.Option("library", help="'library' (the stimulus library's training photos) or a folder."),
         clean_weight: float = typer.Option(1.0, help="Weight of the clean-feature term."),
@@ -95,7 +96,7 @@ def register(app: typer.Typer) -> None:
         result = robustify(
             source,
             layers=[s.strip() for s in layers.split(",") if s.strip()] if layers else None,
-            norm=norm, eps=eps_value, pgd_steps=pgd_steps, steps=steps, time_budget_s=budget, lr=lr,
+            norm=norm, eps=eps_value, pgd_steps=pgd_steps, steps=steps, time_budget_s=budget, lr=lr, optimizer=optimizer,
             batch_size=batch_size, resolution=resolution,
             images=images if images == "library" else Path(images),
             clean_weight=clean_weight, kl_weight=kl_weight, seed=seed, name=model_name, out_dir=out_dir,

@@ -143,7 +143,7 @@ def feature_distance(student: dict[str, torch.Tensor], teacher: dict[str, torch.
 
 
 def _check_args(
-    norm: str, eps: float, pgd_steps: int, steps: int | None, time_budget_s: float | None, lr: float,
+    norm: str, eps: float, pgd_steps: int, steps: int | None, time_budget_s: float | None, lr: float, optimizer: str,
     batch_size: int, resolution: int, clean_weight: float, kl_weight: float,
 ) -> None:
     if norm not in NORMS:
@@ -160,6 +160,8 @@ def _check_args(
         raise ConfigError(f"robustify: steps must be >= 1, got {steps}")
     if time_budget_s is not None and not time_budget_s > 0:
         raise ConfigError(f"robustify: time_budget_s must be > 0 seconds, got {time_budget_s}")
+    if optimizer not in OPTIMIZERS:
+        raise ConfigError(f"robustify: optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
     if not lr > 0:
         raise ConfigError(f"robustify: lr must be > 0, got {lr}")
     if batch_size < 1:
@@ -187,6 +189,17 @@ def _training_photos(images: Any, resolution: int, seed: int) -> tuple[list[np.n
     raise DataError(
         f"robustify: images must be 'library', an image folder or uint8 arrays, got {type(images).__name__}"
     )
+
+
+OPTIMIZERS = {"adam": "Adam", "sgd": "SGD (momentum 0.9, Nesterov)"}
+
+
+def _make_optimizer(kind: str, params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    """Adam, or SGD with Nesterov momentum 0.9 (updates proportional to the gradient: parameters the
+    losses hardly move stay put, where Adam moves every parameter by about ``lr`` each step)."""
+    if kind == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True)
 
 
 def _resolve_layers(backbone: nn.Module, source: str, layers: str | Sequence[str] | None) -> list[str]:
@@ -229,6 +242,7 @@ def _load_checkpoint(path: Path, cfg: dict[str, Any]) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - a corrupt file is a user-level problem here
         raise DataError(f"{path}: unreadable robustify checkpoint ({type(exc).__name__}); delete it to start over") from None
+    state.setdefault("config", {}).setdefault("optimizer", "adam")  # checkpoints made before the choice existed
     if _config_key(state.get("config", {})) != _config_key(cfg):
         diff = sorted(k for k in _config_key(cfg) if state.get("config", {}).get(k) != cfg[k])
         raise ConfigError(
@@ -306,6 +320,7 @@ def robustify(
     steps: int | None = None,
     time_budget_s: float | None = None,
     lr: float = 1e-4,
+    optimizer: str = "adam",
     batch_size: int = 32,
     resolution: int | None = None,
     images: str | Path | np.ndarray | Sequence[np.ndarray] = "library",
@@ -383,11 +398,14 @@ def robustify(
     teacher = load_backbone(source, device=device)
     spec = teacher.spec
     resolution = int(resolution or spec.resolution)
-    _check_args(norm, float(eps), int(pgd_steps), steps, time_budget_s, float(lr), int(batch_size),
+    _check_args(norm, float(eps), int(pgd_steps), steps, time_budget_s, float(lr), optimizer, int(batch_size),
                 resolution, float(clean_weight), float(kl_weight))
     layer_list = _resolve_layers(teacher, source, layers)
     photos, images_desc = _training_photos(images, resolution, seed)
     name = name or robust_name(source, norm, float(eps))
+    prefix = f"{source}_robust_{norm}_eps"
+    if not name.startswith(prefix):  # the zoo registers robustified models by this pattern only
+        raise ConfigError(f"robustify: name {name!r} must start with '{prefix}' (e.g. '{robust_name(source, norm, float(eps))}_v2') so the zoo can load it")
 
     cfg = {
         "source_model": source, "source_weights_sha256": teacher.weights_sha256, "layers": layer_list,
@@ -396,6 +414,7 @@ def robustify(
         "batch_size": int(batch_size), "resolution": resolution, "images": images_desc,
         "clean_weight": float(clean_weight), "kl_weight": float(kl_weight), "seed": int(seed),
         "steps": steps, "time_budget_s": time_budget_s, "channels_last": bool(channels_last),
+        "optimizer": optimizer,
     }
 
     if channels_last:
@@ -407,7 +426,7 @@ def robustify(
     params = list(student.net.parameters())
     for p in params:
         p.requires_grad_(True)
-    optimizer = torch.optim.Adam(params, lr=float(lr))
+    opt = _make_optimizer(optimizer, params, float(lr))
     sampler = CropSampler(photos, resolution, seed=seed)
     pgd_gen = torch.Generator().manual_seed(int(seed) + 1)
 
@@ -416,14 +435,14 @@ def robustify(
     if ckpt_path is not None and ckpt_path.exists():
         state = _load_checkpoint(ckpt_path, cfg)
         student.net.load_state_dict(state["student"])
-        optimizer.load_state_dict(state["optimizer"])
+        opt.load_state_dict(state["optimizer"])
         sampler.set_state(state["sampler_rng"])
         pgd_gen.set_state(state["pgd_rng"])
         step, elapsed, history = state["step"], state["elapsed_s"], state["history"]
 
     def snapshot() -> dict[str, Any]:
         return {"config": cfg, "student": {k: v.detach().cpu().clone() for k, v in student.net.state_dict().items()},
-                "optimizer": optimizer.state_dict(), "sampler_rng": sampler.get_state(),
+                "optimizer": opt.state_dict(), "sampler_rng": sampler.get_state(),
                 "pgd_rng": pgd_gen.get_state(), "step": step, "elapsed_s": elapsed, "history": history}
 
     def done() -> bool:
@@ -460,9 +479,9 @@ def robustify(
                 kl = F.kl_div(F.log_softmax(s_logits, 1), F.log_softmax(t_logits, 1), log_target=True,
                               reduction="batchmean")
                 loss = loss + kl_weight * kl
-            optimizer.zero_grad(set_to_none=True)
+            opt.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
+            opt.step()
 
             step += 1
             dt = time.perf_counter() - t0
@@ -503,7 +522,7 @@ def robustify(
         "step_size": float(step_size) if step_size is not None else 2.5 * float(eps) / int(pgd_steps),
         "steps": step,
         "lr": float(lr),
-        "optimizer": "Adam",
+        "optimizer": OPTIMIZERS[optimizer],
         "batch_size": int(batch_size),
         "seed": int(seed),
         "resolution": resolution,

@@ -115,6 +115,17 @@ def test_kl_term_trains_the_head(photos, tmp_path) -> None:
     assert not torch.equal(student["classifier.1.weight"].float(), teacher["classifier.1.weight"].half().float())
 
 
+def test_sgd_keeps_a_student_with_nothing_to_learn_unchanged(photos, tmp_path) -> None:
+    """With a vanishing budget every loss is ~0 at the start. SGD's updates are proportional to the
+    gradient, so the student stays the teacher; Adam moves every parameter by ~lr per step
+    regardless (the noise floor that limited the Adam-trained shipped models' fidelity)."""
+    sgd = _run(photos, tmp_path / "sgd", eps=1e-6, optimizer="sgd", lr=1e-3, steps=4)
+    adam = _run(photos, tmp_path / "adam", eps=1e-6, optimizer="adam", lr=1e-3, steps=4)
+    assert sgd.recipe["optimizer"].startswith("SGD") and adam.recipe["optimizer"] == "Adam"
+    assert max(h["clean"] for h in sgd.history) < 1e-6
+    assert adam.history[-1]["clean"] > 1e-3
+
+
 def test_channels_last_training_matches_nchw(photos, tmp_path, reference) -> None:
     """The memory format changes speed, not the training: losses agree to float rounding."""
     nchw = _run(photos, tmp_path, channels_last=False)
@@ -136,6 +147,8 @@ def test_channels_last_training_matches_nchw(photos, tmp_path, reference) -> Non
         ({"norm": "linf", "eps": 8.0}, ConfigError, "linf eps is in"),
         ({"steps": None}, ConfigError, "give a budget"),
         ({"pgd_steps": 0}, ConfigError, "pgd_steps must be"),
+        ({"name": "my_model"}, ConfigError, "must start with 'mobilenet_v2_robust_l2_eps'"),
+        ({"optimizer": "rmsprop"}, ConfigError, "optimizer must be one of adam, sgd"),
         ({"layers": ["features.99"]}, ModelError, "no layer 'features.99'"),
         ({"images": np.zeros((2, 3, 16, 16), np.float32)}, DataError, "expected uint8 H x W x 3"),
         ({"images": "/nonexistent/folder"}, DataError, "image folder not found"),
