@@ -192,6 +192,9 @@ def _training_photos(images: Any, resolution: int, seed: int) -> tuple[list[np.n
 
 
 OPTIMIZERS = {"adam": "Adam", "sgd": "SGD (momentum 0.9, Nesterov)"}
+DEFAULT_LR = {"adam": 1e-4, "sgd": 3e-3}
+"""Learning rate per optimizer when none is given (measured on MobileNetV2; the EfficientNet-Lites
+learn faster at SGD 1e-2, see scripts/robustify_default.sh)."""
 
 
 def _make_optimizer(kind: str, params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
@@ -319,8 +322,8 @@ def robustify(
     step_size: float | None = None,
     steps: int | None = None,
     time_budget_s: float | None = None,
-    lr: float = 1e-4,
-    optimizer: str = "adam",
+    lr: float | None = None,
+    optimizer: str = "sgd",
     batch_size: int = 32,
     resolution: int | None = None,
     images: str | Path | np.ndarray | Sequence[np.ndarray] = "library",
@@ -354,7 +357,12 @@ def robustify(
         Budget: training steps and/or wall-clock seconds (training stops at whichever comes
         first). Only a step budget is reproducible exactly.
     lr
-        Adam learning rate (constant, so a resumed run follows the same trajectory).
+        Learning rate (constant, so a resumed run follows the same trajectory); default
+        :data:`DEFAULT_LR` of the optimizer (SGD 3e-3, Adam 1e-4).
+    optimizer
+        ``"sgd"`` (Nesterov momentum 0.9, default) or ``"adam"``. Adam moves every parameter by
+        about ``lr`` per step whatever its gradient, which drifts the student away from the
+        teacher; SGD's steps scale with the gradient (docs/robustify.md, *Choosing the optimizer*).
     batch_size
         Crops per step.
     resolution
@@ -398,6 +406,8 @@ def robustify(
     teacher = load_backbone(source, device=device)
     spec = teacher.spec
     resolution = int(resolution or spec.resolution)
+    if lr is None:
+        lr = DEFAULT_LR.get(optimizer, 1e-4)
     _check_args(norm, float(eps), int(pgd_steps), steps, time_budget_s, float(lr), optimizer, int(batch_size),
                 resolution, float(clean_weight), float(kl_weight))
     layer_list = _resolve_layers(teacher, source, layers)

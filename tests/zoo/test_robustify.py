@@ -24,7 +24,7 @@ def photos() -> list[np.ndarray]:
 def _run(photos, tmp_path, **kw):  # type: ignore[no-untyped-def]
     from brainprobe.zoo.robustify import robustify
 
-    args = dict(layers=[LAYER], norm="l2", eps=0.5, pgd_steps=2, steps=3, lr=1e-3, batch_size=4, resolution=32,
+    args = dict(layers=[LAYER], norm="l2", eps=0.5, pgd_steps=2, steps=3, lr=1e-3, optimizer="adam", batch_size=4, resolution=32,
                 images=photos, seed=3, out_dir=tmp_path, progress=False)
     args.update(kw)
     return robustify(SOURCE, **args)
@@ -119,9 +119,10 @@ def test_sgd_keeps_a_student_with_nothing_to_learn_unchanged(photos, tmp_path) -
     """With a vanishing budget every loss is ~0 at the start. SGD's updates are proportional to the
     gradient, so the student stays the teacher; Adam moves every parameter by ~lr per step
     regardless (the noise floor that limited the Adam-trained shipped models' fidelity)."""
-    sgd = _run(photos, tmp_path / "sgd", eps=1e-6, optimizer="sgd", lr=1e-3, steps=4)
+    sgd = _run(photos, tmp_path / "sgd", eps=1e-6, optimizer="sgd", lr=None, steps=4)  # the default lr
     adam = _run(photos, tmp_path / "adam", eps=1e-6, optimizer="adam", lr=1e-3, steps=4)
     assert sgd.recipe["optimizer"].startswith("SGD") and adam.recipe["optimizer"] == "Adam"
+    assert sgd.recipe["lr"] == 3e-3
     assert max(h["clean"] for h in sgd.history) < 1e-6
     assert adam.history[-1]["clean"] > 1e-3
 
@@ -185,6 +186,7 @@ def test_cli_bad_arguments_exit_2(capsys) -> None:
         (["robustify", SOURCE, "--time", "ten", "--eps", "1"], "--time: expected seconds"),
         (["robustify"], "give the backbone to robustify"),
         (["robustify", SOURCE, "--evaluate", "x"], "not both"),
+        (["robustify", SOURCE, "--optimizer", "rmsprop", "--steps", "1"], "optimizer must be one of adam, sgd"),
     ):
         with pytest.raises(SystemExit) as ex:
             main(argv)
