@@ -10,8 +10,9 @@
 #
 # How they were run (session 2, quiet 2-core machine, one thread per process, two or three
 # processes side by side): MobileNetV2 15 min (beside two other trainings); EfficientNet-Lite0
-# 15 min, then resumed to 35 min (beside one other training each time); EfficientNet-Lite2 20 min
-# (beside Lite0's second stage). Budgets are wall-clock, so step counts depend on the machine; each
+# 15 min, then resumed to 35 min (beside one other training each time), then resumed to 43 min
+# alone with 2 threads (OMP_NUM_THREADS=2); EfficientNet-Lite2 20 min (beside Lite0's second
+# stage). Budgets are wall-clock, so step counts depend on the machine; each
 # recipe records its steps and wall time, and `--steps N` with the same settings reproduces a run
 # exactly on CPU. A rerun with a larger --time resumes from the checkpoint where the last stopped.
 set -euo pipefail
@@ -23,7 +24,7 @@ common=(--norm l2 --eps 1.5 --pgd-steps 2 --resolution 128 --batch-size 16 --opt
         --clean-weight 1 --kl-weight 0 --seed 0 --images library --out "$OUT")
 "$BP" robustify mobilenet_v2 --layers features.13 --lr 3e-3 --time 15m "${common[@]}" \
     --checkpoint "$CKPT/mobilenet_v2.ckpt" &
-"$BP" robustify efficientnet_lite0 --layers _blocks.10 --lr 1e-2 --time 35m "${common[@]}" \
+"$BP" robustify efficientnet_lite0 --layers _blocks.10 --lr 1e-2 --time 43m "${common[@]}" \
     --checkpoint "$CKPT/efficientnet_lite0.ckpt" &
 "$BP" robustify efficientnet_lite2 --layers _blocks.14 --lr 1e-2 --time 20m "${common[@]}" \
     --checkpoint "$CKPT/efficientnet_lite2.ckpt" &

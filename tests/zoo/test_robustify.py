@@ -219,10 +219,16 @@ def test_ctrl_c_stops_at_a_step_boundary_and_resumes_exactly(photos, tmp_path, r
         return real_sample(self, n)
 
     monkeypatch.setattr(rb.CropSampler, "sample", sample_then_interrupt)
+    # the handler in force before (default_int_handler; SIG_IGN when the suite runs under nohup / &)
+    before = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # the test sends a real SIGINT
     ckpt = tmp_path / "run.ckpt"
-    with pytest.raises(BrainprobeError, match="interrupted after step 2; rerun the same command"):
-        _run(photos, tmp_path, checkpoint=ckpt)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    try:
+        with pytest.raises(BrainprobeError, match="interrupted after step 2; rerun the same command"):
+            _run(photos, tmp_path, checkpoint=ckpt)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored after the run
+    finally:
+        signal.signal(signal.SIGINT, before)
     monkeypatch.setattr(rb.CropSampler, "sample", real_sample)
     resumed = _run(photos, tmp_path, checkpoint=ckpt)
     assert resumed.recipe["sha256"] == reference.recipe["sha256"]
