@@ -29,9 +29,8 @@ def step(adv: torch.Tensor, grad: torch.Tensor, alpha: torch.Tensor, norm: str) 
     return adv + _col(alpha, adv) * (grad / _col(g_norm, grad))
 
 
-def project(adv: torch.Tensor, x: torch.Tensor, eps: torch.Tensor, norm: str) -> torch.Tensor:
-    """Project ``adv - x`` onto the ball of radius ``eps`` (per sample), then clip ``adv`` to [0, 1]."""
-    delta = adv - x
+def _into_ball(delta: torch.Tensor, eps: torch.Tensor, norm: str) -> torch.Tensor:
+    """``delta`` (B x C x H x W) clipped (linf) or scaled (l2) into the ball of radius ``eps`` (B,)."""
     e = _col(eps, delta)
     if norm == "linf":
         delta = torch.maximum(torch.minimum(delta, e), -e)
@@ -39,6 +38,12 @@ def project(adv: torch.Tensor, x: torch.Tensor, eps: torch.Tensor, norm: str) ->
         n = torch.norm(delta.reshape(delta.shape[0], -1), p=2, dim=1)
         factor = torch.where(n > eps, eps / n, torch.ones_like(n))
         delta = delta * _col(factor, delta)
+    return delta
+
+
+def project(adv: torch.Tensor, x: torch.Tensor, eps: torch.Tensor, norm: str) -> torch.Tensor:
+    """Project ``adv - x`` onto the ball of radius ``eps`` (per sample), then clip ``adv`` to [0, 1]."""
+    delta = _into_ball(adv - x, eps, norm)
     return torch.clamp(x + delta, min=0, max=1)
 
 
@@ -48,14 +53,7 @@ def final_delta(adv: torch.Tensor, x: torch.Tensor, eps: torch.Tensor, norm: str
     Clipping the perturbation itself (not ``x + delta``) keeps ``|delta| <= eps`` exact for linf;
     for l2 the ball holds to float rounding of one scaling (~1e-7 relative).
     """
-    delta = adv - x
-    e = _col(eps, delta)
-    if norm == "linf":
-        delta = torch.maximum(torch.minimum(delta, e), -e)
-    else:
-        n = torch.norm(delta.reshape(delta.shape[0], -1), p=2, dim=1)
-        factor = torch.where(n > eps, eps / n, torch.ones_like(n))
-        delta = delta * _col(factor, delta)
+    delta = _into_ball(adv - x, eps, norm)
     return torch.maximum(torch.minimum(delta, 1 - x), -x)
 
 

@@ -37,6 +37,12 @@ RECIPE_KEYS = (
 """Keys every robustification recipe must have (more are allowed and kept)."""
 
 
+def robust_prefix(source_model: str, norm: str) -> str:
+    """``<source>_robust_<norm>_eps``: every robustified model's name starts with it (the registry
+    recognises robustified copies by it)."""
+    return f"{source_model}_robust_{norm}_eps"
+
+
 def robust_name(source_model: str, norm: str, eps: float) -> str:
     """``<source>_robust_<norm>_eps<e>``: l2 eps as is, l-inf eps in 1/255 units (``_eps4`` = 4/255).
 
@@ -67,7 +73,7 @@ def _check_recipe(recipe: Mapping[str, Any], path: Path) -> None:
     eps = recipe["eps"]
     if not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps <= 0:
         raise ModelError(f"robustification recipe {path}: eps must be a positive number, got {eps!r}")
-    prefix = f"{recipe['source_model']}_robust_{recipe['norm']}_eps"
+    prefix = robust_prefix(recipe["source_model"], recipe["norm"])
     if not str(recipe["name"]).startswith(prefix):
         raise ModelError(f"robustification recipe {path}: name {recipe['name']!r} must look like '{prefix}<e>'")
 

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 from brainprobe.errors import ConfigError, DataError
 from brainprobe.zoo.robustify_data import CropSampler, as_photo_list, load_image_folder
-from brainprobe.zoo.robust_registry import robust_name
+from brainprobe.zoo.robust_registry import robust_name, robust_prefix
 from brainprobe.zoo.robustify_pgd import NORMS, pgd_maximize
 
 # Distilled layers per source model (module paths inside Backbone.net). Mid-level blocks: the
@@ -245,7 +245,6 @@ def _load_checkpoint(path: Path, cfg: dict[str, Any]) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - a corrupt file is a user-level problem here
         raise DataError(f"{path}: unreadable robustify checkpoint ({type(exc).__name__}); delete it to start over") from None
-    state.setdefault("config", {}).setdefault("optimizer", "adam")  # checkpoints made before the choice existed
     if _config_key(state.get("config", {})) != _config_key(cfg):
         diff = sorted(k for k in _config_key(cfg) if state.get("config", {}).get(k) != cfg[k])
         raise ConfigError(
@@ -413,8 +412,8 @@ def robustify(
     layer_list = _resolve_layers(teacher, source, layers)
     photos, images_desc = _training_photos(images, resolution, seed)
     name = name or robust_name(source, norm, float(eps))
-    prefix = f"{source}_robust_{norm}_eps"
-    if not name.startswith(prefix):  # the zoo registers robustified models by this pattern only
+    prefix = robust_prefix(source, norm)
+    if not name.startswith(prefix):  # the zoo registers robustified models by this prefix only
         raise ConfigError(f"robustify: name {name!r} must start with '{prefix}' (e.g. '{robust_name(source, norm, float(eps))}_v2') so the zoo can load it")
 
     cfg = {
