@@ -275,21 +275,77 @@ def apply_readout(
 # --- bootstrap over images ------------------------------------------------------------------------
 
 
-def boot_weights(n_images: int, n_boot: int, seed: int) -> np.ndarray:
-    """Resampling weights B x N: row b counts how often each image is drawn, divided by N.
+def group_codes(groups: Any, n_images: int, what: str = "groups") -> np.ndarray | None:
+    """Integer group index (N,) per image, numbered in order of first appearance; None passes through.
+
+    Parameters
+    ----------
+    groups : sequence of N labels or None
+        One label per image (e.g. the photo a crop was cut from); images sharing a label are one
+        cluster of the bootstrap.
+    n_images : int
+        N, the number of images the labels must cover.
+    """
+    if groups is None:
+        return None
+    labels = np.asarray(groups, dtype=object).ravel()
+    if labels.shape[0] != n_images:
+        raise ConfigError(
+            f"{what} has {labels.shape[0]} labels but there are {n_images} images; pass one label per probed image"
+        )
+    codes, _ = pd.factorize(pd.Series(labels.astype(str)), sort=False)
+    return codes.astype(np.int64)
+
+
+def boot_weights(n_images: int, n_boot: int, seed: int, groups: Any = None) -> np.ndarray:
+    """Resampling weights B x N (each row sums to 1) for bootstrap means over images.
+
+    Without ``groups``, row b counts how often each image is drawn (N draws with replacement),
+    divided by N. With ``groups`` (one label per image), whole groups are resampled (cluster
+    bootstrap): each row draws G groups with replacement (G = number of distinct labels), an
+    image's count is how many times its group was drawn (expected count 1), and the row is divided
+    by its total count. Labels that are all distinct give exactly the per-image weights.
 
     ``x @ W.T`` gives the bootstrap means of x (... x N) as ... x B; the same W applied to several
     quantities pairs their bootstrap (same resampled images for all).
+
+    Parameters
+    ----------
+    n_images : int
+        N.
+    n_boot : int
+        B, number of bootstrap samples.
+    seed : int
+        Seed of the generator (same seed, same weights).
+    groups : sequence of N labels, optional
+        One label per image (e.g. the source photo of each crop); bootstraps resample groups.
+
+    Returns
+    -------
+    ndarray B x N, float64
     """
     if n_images < 2:
         raise ConfigError("a bootstrap over images needs >= 2 images")
     if n_boot < 1:
         raise ConfigError(f"n_boot must be >= 1, got {n_boot}")
+    codes = group_codes(groups, n_images)
     rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n_images, size=(n_boot, n_images))
-    counts = np.zeros((n_boot, n_images))
-    np.add.at(counts, (np.repeat(np.arange(n_boot), n_images), draws.ravel()), 1.0)
-    return counts / n_images
+    if codes is None:
+        draws = rng.integers(0, n_images, size=(n_boot, n_images))
+        counts = np.zeros((n_boot, n_images))
+        np.add.at(counts, (np.repeat(np.arange(n_boot), n_images), draws.ravel()), 1.0)
+        return counts / n_images
+    n_groups = int(codes.max()) + 1
+    if n_groups < 2:
+        raise ConfigError(
+            f"a bootstrap over groups needs >= 2 groups, but all {n_images} images share one group; "
+            "pass finer groups (or groups=None to resample images)"
+        )
+    draws = rng.integers(0, n_groups, size=(n_boot, n_groups))
+    group_counts = np.zeros((n_boot, n_groups))
+    np.add.at(group_counts, (np.repeat(np.arange(n_boot), n_groups), draws.ravel()), 1.0)
+    counts = group_counts[:, codes]
+    return counts / counts.sum(axis=1, keepdims=True)
 
 
 def boot_means(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
