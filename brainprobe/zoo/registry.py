@@ -140,7 +140,26 @@ _SALMAN_SAS = (
     "?sv=2020-08-04&ss=bfqt&srt=sco&sp=rwdlacupitfx&se=2051-10-06T07:09:59Z&st=2021-10-05T23:09:59Z"
     "&spr=https,http&sig=U69sEOSMlliobiw8OgiZpLTaYyOA5yt5pHHH5%2FKUYgI%3D"
 )
-_SALMAN_HF = "https://huggingface.co/madrylab/robust-imagenet-models/resolve/main/"
+_SALMAN_HF_COMMIT = "3f04ac96136001cfe402022100728124cbe3fac5"
+_SALMAN_HF = f"https://huggingface.co/madrylab/robust-imagenet-models/resolve/{_SALMAN_HF_COMMIT}/"
+SALMAN_SHA256 = {
+    "resnet50_l2_eps0.01.ckpt": "53d7a7c09d2733b113e255ac9fc578091f44adb8d00eee274c0e71dd1f4dc41e",
+    "resnet50_l2_eps0.03.ckpt": "e375df3bf07bf1360c04b0aff5cc19bb215e850b1af713327c87cf0353a5598f",
+    "resnet50_l2_eps0.05.ckpt": "e09d8763fcf825542f07389a1904adf15930451b8661a0de209c3bc39828c2ea",
+    "resnet50_l2_eps0.1.ckpt": "3298f8cf689e514d096df883ab491a11ee32c3b8d456d674add29d7b50721a43",
+    "resnet50_l2_eps0.5.ckpt": "a5fc6fcc54946b73af7bd74289b0003cc9d2744fa0ff55c1a3d9fb2bce8fbd30",
+    "resnet50_l2_eps1.ckpt": "09f5273a568830ae23caf9162a06f4831a920293e0da1801aa182289052dcf90",
+    "resnet50_l2_eps3.ckpt": "380b14e6f9750bffa1447cf7017f65da4dc5ce71a3dd112f107515dcf7b14d9d",
+    "resnet50_l2_eps5.ckpt": "c50db4bbd9a61bc0e0a33290e1f07a79080e16489aa5ada869efc88306f497be",
+    "resnet50_linf_eps0.5.ckpt": "9612d8096ef5378b4a32746072f72fedcb02c7ff4b747bc7163274f7ec2f0fd8",
+    "resnet50_linf_eps2.0.ckpt": "59f28de783a049cb4d91ba1c0a09c314db2cc4bb1e859566e023f842b02772ac",
+    "resnet50_linf_eps4.0.ckpt": "9e62216975c111b8081481533b6142dec34be69abe5d90b54d7f860015c263db",
+    "resnet50_linf_eps8.0.ckpt": "b907957f8e3ce209816813d8811c682e965a1b0f48455def828d35a4cc2953dc",
+}
+"""Published sha256 of the Salman et al. checkpoints: the Git LFS object ids (sha256 of the file
+bytes) that huggingface.co/madrylab/robust-imagenet-models shows for each file at commit
+``_SALMAN_HF_COMMIT``. resnet50_l2_eps0.25 and resnet50_linf_eps1.0 are missing: their digests were
+not found published, so they are trusted on first use (``brainprobe.zoo.weights.verify``)."""
 SALMAN_L2_EPS = ("0.01", "0.03", "0.05", "0.1", "0.25", "0.5", "1", "3", "5")
 SALMAN_LINF_EPS = ("0.5", "1.0", "2.0", "4.0", "8.0")  # in 1/255 units, as in the file names
 
@@ -157,6 +176,7 @@ def _salman_spec(norm: str, eps: str) -> BackboneSpec:
             kind="url",
             filename=file,
             urls=(_SALMAN_BLOB + file + _SALMAN_SAS, _SALMAN_HF + file),
+            sha256=SALMAN_SHA256.get(file),
             install=f"brainprobe weights fetch resnet50_{norm}_eps{shown}",
         ),
         training=Training("adversarial", norm=norm, eps=eps_value, reference="Salman et al. 2020 (Madry robustness)"),  # type: ignore[arg-type]

@@ -91,8 +91,44 @@ def resolve_weights(spec: BackboneSpec, weights: str | os.PathLike | None) -> Pa
     return path
 
 
+def is_pinned(spec: BackboneSpec) -> bool:
+    """Whether the spec carries a published sha256 (full digest or torchvision's file-name prefix)."""
+    return bool(spec.weights.sha256 or spec.weights.sha256_prefix)
+
+
+def record_path(path: Path) -> Path:
+    """Where the trust-on-first-use digest of a downloaded file is kept: ``<file>.sha256`` beside it."""
+    return path.with_name(path.name + ".sha256")
+
+
+def _trust_on_first_use(spec: BackboneSpec, path: Path, digest: str) -> None:
+    """An unpinned url file: compare with the digest recorded beside it, or record it (first use)."""
+    record = record_path(path)
+    if record.is_file():
+        recorded = record.read_text().split()[0] if record.read_text().split() else ""
+        if digest != recorded:
+            raise WeightsError(
+                f"sha256 of '{spec.name}' weights {path} changed since first use: recorded {recorded[:16]}..., "
+                f"now {digest[:16]}... (no published hash exists; if you trust the new file delete {record}, "
+                f"else delete both and run `{fetch_command(spec.name)}`)"
+            )
+        return
+    import warnings
+
+    record.write_text(f"{digest}  {path.name}\n")
+    warnings.warn(
+        f"'{spec.name}': no published sha256 for {path.name}; recorded {digest[:16]}... in {record} "
+        "(trust on first use: later loads must match it)",
+        stacklevel=3,
+    )
+
+
 def verify(spec: BackboneSpec, path: Path, digest: str | None = None) -> str:
     """sha256 of ``path``, checked against the spec's full digest or prefix when the file is the spec's own.
+
+    A ``url`` spec with no published digest (two Salman et al. checkpoints) is trusted on first
+    use: the digest of its file in :func:`weights_dir` is recorded in ``<file>.sha256`` the first
+    time it is seen and every later load must match the record.
 
     Returns
     -------
@@ -106,6 +142,8 @@ def verify(spec: BackboneSpec, path: Path, digest: str | None = None) -> str:
     """
     digest = digest or sha256_file(path)
     src = spec.weights
+    if src.kind == "url" and not is_pinned(spec) and path.resolve() == (weights_dir() / src.filename).resolve():
+        _trust_on_first_use(spec, path, digest)
     if src.sha256 and digest != src.sha256:
         raise WeightsError(
             f"sha256 mismatch for '{spec.name}' weights {path}: expected {src.sha256[:16]}..., got {digest[:16]}... "
@@ -188,6 +226,10 @@ def read_weights(spec: BackboneSpec, path: Path) -> LoadedWeights:
 def fetch(spec: BackboneSpec, *, force: bool = False, timeout: float = 30.0) -> Path:
     """Download a ``url`` spec's weights into ``$BRAINPROBE_HOME/weights`` and verify sha256.
 
+    Mirrors are tried in order; a mirror whose file fails the check is skipped. A spec with no
+    published digest is trusted on first use (see :func:`verify`): the first download's digest
+    is recorded beside the file and a later download or load that differs is refused.
+
     Parameters
     ----------
     spec : BackboneSpec
@@ -226,6 +268,7 @@ def fetch(spec: BackboneSpec, *, force: bool = False, timeout: float = 30.0) -> 
 
             warnings.warn(f"weights fetch: {err}; downloading again", stacklevel=2)
     errors = []
+    mismatch: WeightsError | None = None
     for url in src.urls:
         tmp = None
         try:
@@ -238,18 +281,22 @@ def fetch(spec: BackboneSpec, *, force: bool = False, timeout: float = 30.0) -> 
                 with os.fdopen(fd, "wb") as out:
                     for block in progress(chunks, total=n_chunks, desc=f"fetch {spec.name} (MiB)"):
                         out.write(block)
-            verify(spec, Path(tmp))
+            digest = verify(spec, Path(tmp))
+            if not is_pinned(spec):  # trust on first use: check the record, or record this digest
+                _trust_on_first_use(spec, target, digest)
             shutil.move(tmp, target)
             return target
-        except WeightsError:
+        except WeightsError as err:
             if tmp:
                 Path(tmp).unlink(missing_ok=True)
-            raise
+            mismatch = err  # the next mirror may serve the right file
         except (urllib.error.URLError, OSError, ValueError) as err:
             if tmp:
                 Path(tmp).unlink(missing_ok=True)
             reason = getattr(err, "reason", err)
             errors.append(f"{url.split('?')[0]}: {reason}")
+    if mismatch is not None:
+        raise mismatch
     detail = errors[0] if errors else "no URL"
     raise WeightsError(
         f"cannot download weights of '{spec.name}' ({detail}); without network, copy {src.filename} "

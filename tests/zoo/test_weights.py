@@ -128,3 +128,75 @@ def test_fetch_replaces_a_corrupted_file(tmp_path):
         assert fetch(spec) == target
     assert hashlib.sha256(target.read_bytes()).hexdigest() == digest
     target.unlink()
+
+
+def test_salman_checkpoints_are_pinned_where_a_digest_is_published():
+    from brainprobe.zoo.registry import SALMAN_L2_EPS, SALMAN_LINF_EPS
+    from brainprobe.zoo.weights import is_pinned
+
+    names = [f"resnet50_l2_eps{float(e):g}" for e in SALMAN_L2_EPS] + [f"resnet50_linf_eps{float(e):g}" for e in SALMAN_LINF_EPS]
+    unpinned = {n for n in names if not is_pinned(get_spec(n))}
+    assert unpinned == {"resnet50_l2_eps0.25", "resnet50_linf_eps1"}
+    for n in set(names) - unpinned:
+        digest = get_spec(n).weights.sha256
+        assert digest is not None and len(digest) == 64 and int(digest, 16) >= 0, n
+    assert len({get_spec(n).weights.sha256 for n in set(names) - unpinned}) == len(names) - 2
+    # the Hugging Face mirror is pinned to the commit whose LFS ids are the digests
+    assert "/resolve/3f04ac96136001cfe402022100728124cbe3fac5/" in get_spec("resnet50_l2_eps3").weights.urls[1]
+
+
+def _served(tmp_path: Path, name: str, seed: int) -> tuple[Path, str]:
+    torch.manual_seed(seed)
+    served = tmp_path / name
+    torch.save(get_spec("resnet18").builder().state_dict(), served)
+    return served, hashlib.sha256(served.read_bytes()).hexdigest()
+
+
+def _unpinned_spec(filename: str, *urls: str):
+    return dataclasses.replace(
+        get_spec("resnet18"),
+        name="resnet18_test_tofu",
+        weights=WeightSource(kind="url", filename=filename, urls=tuple(urls)),
+    )
+
+
+def test_unpinned_fetch_is_trusted_on_first_use_and_checked_after(tmp_path):
+    from brainprobe.zoo.weights import record_path, verify
+
+    good, digest = _served(tmp_path, "good.pth", 0)
+    other, _ = _served(tmp_path, "other.pth", 1)
+    target = weights_dir() / "resnet18_tofu.pth"
+    try:
+        spec = _unpinned_spec("resnet18_tofu.pth", good.as_uri())
+        with pytest.warns(UserWarning, match="trust on first use"):
+            assert fetch(spec) == target
+        assert record_path(target).read_text().split()[0] == digest
+        assert verify(spec, target) == digest  # later loads match the record
+        # a server that now serves another file is refused, and the first file stays
+        with pytest.raises(WeightsError, match="changed since first use"):
+            fetch(_unpinned_spec("resnet18_tofu.pth", other.as_uri()), force=True)
+        assert hashlib.sha256(target.read_bytes()).hexdigest() == digest
+        # a file altered on disk fails at load, with a one-line message
+        target.write_bytes(other.read_bytes())
+        with pytest.raises(WeightsError, match="changed since first use") as err:
+            verify(spec, target)
+        assert "\n" not in str(err.value)
+    finally:
+        target.unlink(missing_ok=True)
+        record_path(target).unlink(missing_ok=True)
+
+
+def test_fetch_skips_a_mirror_whose_file_fails_the_pin(tmp_path):
+    good, digest = _served(tmp_path, "good.pth", 0)
+    bad, _ = _served(tmp_path, "bad.pth", 1)
+    spec = dataclasses.replace(
+        get_spec("resnet18"),
+        name="resnet18_test_mirror",
+        weights=WeightSource(kind="url", filename="resnet18_mirror.pth", urls=(bad.as_uri(), good.as_uri()), sha256=digest),
+    )
+    path = fetch(spec)
+    try:
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+        assert not list(weights_dir().glob("*.part"))
+    finally:
+        path.unlink()
