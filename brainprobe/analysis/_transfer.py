@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import xarray as xr
@@ -26,6 +26,7 @@ from brainprobe.analysis._common import (
     target_sd,
     weighted_pearson,
 )
+from brainprobe.analysis._baselines import KINDS, random_like
 from brainprobe.errors import ConfigError
 
 
@@ -36,6 +37,10 @@ def transfer(
     *,
     objective: Any = None,
     brain: nn.Module | None = None,
+    responses: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]] | None = None,
+    baselines: Sequence[str] = KINDS,
+    baseline_responses: Mapping[str, Mapping[str, Mapping[str, Mapping[str, np.ndarray]]]] | None = None,
+    groups: Any = None,
     n_boot: int = 1000,
     level: float = 0.95,
     seed: int = 0,
@@ -54,10 +59,26 @@ def transfer(
     For linear models y = w . x (one target, box not binding), l2 probes give
     transfer = cos(w_A, w_B) and linf probes give w_B . sign(w_A) / ||w_B||_1.
 
-    With ``brain`` (an image-computable brain, e.g. a SimulatedBrain): the brain's actual change
-    under each model's probes in the direction that model targeted, vs the model's own predicted
-    change: their ratio of means (``brain_ratio``, 1 = the brain moves as much as predicted) and
-    their correlation across images (``brain_r``, closed-loop validation of the probes).
+    Random baselines: for every source A, norm and image, random perturbations with the exact
+    norm of A's probe (white and 1/f noise, :func:`brainprobe.analysis._baselines.random_like`)
+    are shown to every model. ``random_change[k, A, B]`` is the *size* of B's change under them
+    (|target-set mean| for drive, the pattern length for shift): an upper bound on their change
+    along any direction, so a probe whose change along A's direction beats it carries direction,
+    not just size. ``random_transfer`` divides it by B's own white-box change like ``transfer``;
+    ``beats_random`` = transfer - random_transfer (paired bootstrap).
+
+    Pairs: ``same_architecture[A, B]`` marks off-diagonal pairs of one architecture (e.g. a
+    robustified copy and the network it was distilled from); ``cross_architecture_transfer`` and
+    ``same_architecture_transfer`` average the ratio over each kind of pair.
+
+    With ``brain`` (an image-computable brain, e.g. a SimulatedBrain): the brain's change under
+    each model's probes in the direction that model targeted, in brain SD units (``brain_abs``:
+    each target's change divided by the across-image SD of the brain's clean responses on these
+    images), the cosine between the brain's and the model's change patterns (``brain_cos``, each
+    target scaled by its SD), and the same two under the equal-norm random perturbations
+    (``brain_random_abs``: size of the brain's change; ``brain_random_cos``). Secondary: the
+    ratio of means brain / model-predicted change (``brain_ratio``) and their correlation
+    across images (``brain_r``).
 
     Parameters
     ----------
@@ -70,6 +91,15 @@ def transfer(
         The objective the probes maximised; default: the name the probe results carry
         (``ProbeResult.objective``).
     brain : nn.Module, optional
+    responses : dict source -> norm -> receiver -> array E x N x T, optional
+        Response changes already computed (e.g. the pipeline's transfer shards): receiver
+        ``"brain"`` is the brain. Missing ones are computed here.
+    baselines : sequence of {"white", "pink"}
+        Random baselines to compute (empty: none).
+    baseline_responses : dict kind -> source -> norm -> receiver -> array E x N x T, optional
+        Precomputed responses to the random baselines (same layout as ``responses``).
+    groups : sequence of N labels, optional
+        Bootstrap resamples whole groups (e.g. the photo each crop came from).
 
     Returns
     -------
@@ -77,8 +107,13 @@ def transfer(
         ``change`` (source_model, target_model, norm, eps, image): B's change in A's direction;
         ``transfer``, ``transfer_ci_low/high`` (source_model, target_model, norm, eps); the eps
         coordinate is the union of the norms' budgets (NaN where a norm was not probed).
-        With a brain: ``predicted``, ``brain_change`` (source_model, norm, eps, image),
-        ``brain_ratio`` (+ CI) and ``brain_r`` (+ CI) (source_model, norm, eps).
+        ``same_architecture`` (source_model, target_model); ``cross_architecture_transfer``,
+        ``same_architecture_transfer`` (+ CI) (norm, eps). With baselines: ``random_change``
+        (noise, source_model, target_model, norm, eps, image), ``random_transfer`` and
+        ``beats_random`` (+ CI) (noise, source_model, target_model, norm, eps).
+        With a brain: ``predicted``, ``brain_change``, ``brain_abs``, ``brain_cos`` (source_model,
+        norm, eps, image); ``brain_random_abs``, ``brain_random_cos`` (noise, source_model, norm,
+        eps, image); ``brain_ratio`` (+ CI) and ``brain_r`` (+ CI) (source_model, norm, eps).
         Coordinates ``source_training``, ``source_architecture``, ``target_training``,
         ``target_architecture``.
     """
@@ -90,6 +125,10 @@ def transfer(
     unknown = [k for k in names if k not in models]
     if unknown:
         raise ConfigError(f"probes given for {unknown} but no such models; pass them in models=")
+    baselines = list(baselines)
+    bad = [k for k in baselines if k not in KINDS]
+    if bad:
+        raise ConfigError(f"transfer: unknown random baselines {bad}; use some of {list(KINDS)}")
     norms = sorted({nm for d in by_model.values() for nm in d})
     grid: dict[str, np.ndarray] = {}
     for nm in norms:
@@ -105,7 +144,7 @@ def transfer(
     n_eps = len(all_eps)
     receivers: dict[str, nn.Module] = {k: models[k] for k in names}
     if brain is not None:
-        receivers["__brain__"] = brain
+        receivers[BRAIN] = brain
     clean = {k: forward(m, x, batch_size) for k, m in receivers.items()}
     n_targets = {c.shape[1] for c in clean.values()}
     if len(n_targets) != 1:
@@ -113,30 +152,61 @@ def transfer(
     idx = resolve(receivers[names[0]], readout.targets, clean[names[0]].shape[1])
     sd = {k: target_sd(c.double().numpy(), f"clean responses of {k}") if readout.kind == "shift" and readout.normalize else None
           for k, c in clean.items()}
+    sd_abs = {k: _sd_on(c.double().numpy(), idx, k) for k, c in clean.items()}  # always: for absolute units / cosines
+
+    def given(table: Any, a: str, nm: str, b: str, shape: tuple[int, ...]) -> np.ndarray | None:
+        arr = ((table or {}).get(a, {}) or {}).get(nm, {}).get(b) if table else None
+        if arr is None:
+            return None
+        arr = np.asarray(arr, dtype=np.float64)
+        if arr.shape != shape:
+            raise ConfigError(f"transfer: precomputed response change {a}->{b} ({nm}) has shape {arr.shape}, "
+                              f"expected {shape} (E x N x T)")
+        return arr
 
     raw: dict[tuple[str, str, str], np.ndarray] = {}  # (source, receiver, norm) -> E x N x T
+    rnd: dict[tuple[str, str, str, str], np.ndarray] = {}  # (kind, source, receiver, norm) -> E x N x T
     jobs = [(a, nm) for a in names for nm in norms]
+    t_all = next(iter(n_targets))
     for a, nm in progress(jobs, desc="transfer"):
         delta = by_model[a][nm].delta
+        shape = (len(grid[nm]), n, t_all)
         for b, m in receivers.items():
-            raw[(a, b, nm)] = response_change(m, x, delta, clean[b], batch_size)
+            got = given(responses, a, nm, "brain" if b == BRAIN else b, shape)
+            raw[(a, b, nm)] = got if got is not None else response_change(m, x, delta, clean[b], batch_size)
+        for kind in baselines:
+            noise = None
+            for b, m in receivers.items():
+                got = given((baseline_responses or {}).get(kind), a, nm, "brain" if b == BRAIN else b, shape)
+                if got is None:
+                    if noise is None:
+                        noise = random_like(delta, nm, kind, baseline_seed(seed, a, nm, kind))
+                    got = response_change(m, x, noise, clean[b], batch_size)
+                rnd[(kind, a, b, nm)] = got
 
     shape = (len(names), len(names), len(norms), n_eps, n)
     change = np.full(shape, np.nan)  # NaN at budgets a norm was not probed with
+    rand = np.full((len(baselines),) + shape, np.nan)
     for i, a in enumerate(names):
         for j, b in enumerate(names):
             for k, nm in enumerate(norms):
                 pattern = raw[(a, a, nm)] if readout.kind == "shift" else None
                 change[i, j, k, pos[nm]] = _read(readout, raw[(a, b, nm)], idx, sd[b], pattern, pattern_sd=sd[a])
+                for q, kind in enumerate(baselines):
+                    rand[q, i, j, k, pos[nm]] = _size(readout, rnd[(kind, a, b, nm)], idx, sd[b])
     own = np.stack([change[j, j] for j in range(len(names))])  # target x norm x eps x image
     _warn_undefined(change, names, norms, pos)
-    w = boot_weights(n, n_boot, seed)
+    w = boot_weights(n, n_boot, seed, groups=groups)
     num_b = boot_means(change, w)
     den_b = boot_means(own, w)[None]
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = nanmean_last(change) / nanmean_last(own)[None]
-        ratio_lo, ratio_hi = ci(num_b / den_b, level)
+        ratio_b = num_b / den_b
+        ratio_lo, ratio_hi = ci(ratio_b, level)
     table = model_info({k: models[k] for k in names}, info)
+    s_arch = table["architecture"].to_numpy(dtype=str)
+    same = (s_arch[:, None] == s_arch[None, :]) & ~np.eye(len(names), dtype=bool) & (s_arch[:, None] != "unknown")
+    cross = (s_arch[:, None] != s_arch[None, :]) | ((s_arch[:, None] == "unknown") & ~np.eye(len(names), dtype=bool))
     dims5 = ("source_model", "target_model", "norm", "eps", "image")
     dims4 = dims5[:-1]
     data: dict[str, Any] = {
@@ -144,16 +214,51 @@ def transfer(
         "transfer": (dims4, ratio),
         "transfer_ci_low": (dims4, ratio_lo),
         "transfer_ci_high": (dims4, ratio_hi),
+        "same_architecture": (("source_model", "target_model"), same),
     }
+    for label, mask in (("cross", cross), ("same", same)):
+        v, b_ = _pair_mean(ratio, mask), _pair_mean(ratio_b, mask)
+        lo, hi = ci(b_, level)
+        data[f"{label}_architecture_transfer"] = (("norm", "eps"), v)
+        data[f"{label}_architecture_transfer_ci_low"] = (("norm", "eps"), lo)
+        data[f"{label}_architecture_transfer_ci_high"] = (("norm", "eps"), hi)
+    if baselines:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r_ratio = nanmean_last(rand) / nanmean_last(own)[None, None]
+            r_b = boot_means(rand, w) / den_b[None]
+            beat_b = ratio_b[None] - r_b
+        r_lo, r_hi = ci(r_b, level)
+        b_lo, b_hi = ci(beat_b, level)
+        d6 = ("noise",) + dims5
+        data.update(
+            random_change=(d6, rand),
+            random_transfer=(d6[:-1], r_ratio),
+            random_transfer_ci_low=(d6[:-1], r_lo),
+            random_transfer_ci_high=(d6[:-1], r_hi),
+            beats_random=(d6[:-1], ratio[None] - r_ratio),
+            beats_random_ci_low=(d6[:-1], b_lo),
+            beats_random_ci_high=(d6[:-1], b_hi),
+        )
     if brain is not None:
+        d3 = ("source_model", "norm", "eps")
         predicted = np.stack([own[i] for i in range(len(names))])  # source x norm x eps x image
         brain_change = np.full_like(predicted, np.nan)
+        brain_abs = np.full_like(predicted, np.nan)
+        brain_cos = np.full_like(predicted, np.nan)
+        b_rand_abs = np.full((len(baselines),) + predicted.shape, np.nan)
+        b_rand_cos = np.full_like(b_rand_abs, np.nan)
         for i, a in enumerate(names):
             for k, nm in enumerate(norms):
-                pattern = raw[(a, a, nm)] if readout.kind == "shift" else None
+                mine, theirs = raw[(a, a, nm)], raw[(a, BRAIN, nm)]
+                pattern = mine if readout.kind == "shift" else None
                 # the brain's SD (not the model's) scales its own pattern
-                brain_change[i, k, pos[nm]] = _read(readout, raw[(a, "__brain__", nm)], idx, sd["__brain__"], pattern,
-                                           pattern_sd=sd[a])
+                brain_change[i, k, pos[nm]] = _read(readout, theirs, idx, sd[BRAIN], pattern, pattern_sd=sd[a])
+                brain_abs[i, k, pos[nm]] = _along(readout, theirs, mine, idx, sd_abs[BRAIN], sd_abs[a])
+                brain_cos[i, k, pos[nm]] = _cosine(theirs, mine, idx, sd_abs[BRAIN], sd_abs[a])
+                for q, kind in enumerate(baselines):
+                    rb, rm = rnd[(kind, a, BRAIN, nm)], rnd[(kind, a, a, nm)]
+                    b_rand_abs[q, i, k, pos[nm]] = _size(readout, rb, idx, sd_abs[BRAIN], force_sd=True)
+                    b_rand_cos[q, i, k, pos[nm]] = _cosine(rb, rm, idx, sd_abs[BRAIN], sd_abs[a])
         pb, bb = boot_means(predicted, w), boot_means(brain_change, w)
         with np.errstate(divide="ignore", invalid="ignore"):
             b_ratio = nanmean_last(brain_change) / nanmean_last(predicted)
@@ -163,10 +268,11 @@ def transfer(
         r = np.where(valid.all(-1), pearson(bz, pz), np.nan)
         r_lo, r_hi = ci(weighted_pearson(bz, pz, w), level)
         r_lo, r_hi = np.where(valid.all(-1), r_lo, np.nan), np.where(valid.all(-1), r_hi, np.nan)
-        d3 = ("source_model", "norm", "eps")
         data.update(
             predicted=(d3 + ("image",), predicted),
             brain_change=(d3 + ("image",), brain_change),
+            brain_abs=(d3 + ("image",), brain_abs),
+            brain_cos=(d3 + ("image",), brain_cos),
             brain_ratio=(d3, b_ratio),
             brain_ratio_ci_low=(d3, b_lo),
             brain_ratio_ci_high=(d3, b_hi),
@@ -174,29 +280,110 @@ def transfer(
             brain_r_ci_low=(d3, r_lo),
             brain_r_ci_high=(d3, r_hi),
         )
+        for var, arr in (("brain_abs", brain_abs), ("brain_cos", brain_cos)):
+            lo, hi = ci(boot_means(arr, w), level)
+            data.update({f"{var}_mean": (d3, nanmean_last(arr)), f"{var}_mean_ci_low": (d3, lo),
+                         f"{var}_mean_ci_high": (d3, hi)})
+        if baselines:
+            data.update(brain_random_abs=(("noise",) + d3 + ("image",), b_rand_abs),
+                        brain_random_cos=(("noise",) + d3 + ("image",), b_rand_cos))
+    coords: dict[str, Any] = {
+        "source_model": names,
+        "target_model": names,
+        "norm": norms,
+        "eps": all_eps,
+        "image": np.arange(n),
+        "source_training": ("source_model", table["training"].to_numpy(dtype=str)),
+        "source_architecture": ("source_model", s_arch),
+        "target_training": ("target_model", table["training"].to_numpy(dtype=str)),
+        "target_architecture": ("target_model", s_arch),
+    }
+    if baselines:
+        coords["noise"] = baselines
+    if groups is not None:
+        coords["group"] = ("image", np.asarray(groups).astype(str))
     return xr.Dataset(
         data,
-        coords={
-            "source_model": names,
-            "target_model": names,
-            "norm": norms,
-            "eps": all_eps,
-            "image": np.arange(n),
-            "source_training": ("source_model", table["training"].to_numpy(dtype=str)),
-            "source_architecture": ("source_model", table["architecture"].to_numpy(dtype=str)),
-            "target_training": ("target_model", table["training"].to_numpy(dtype=str)),
-            "target_architecture": ("target_model", table["architecture"].to_numpy(dtype=str)),
-        },
+        coords=coords,
         attrs={
             "analysis": "transfer",
             "objective": readout.name,
             "has_brain": int(brain is not None),
             "brain": str(getattr(brain, "name", type(brain).__name__)) if brain is not None else "",
+            "baselines": "equal-norm random perturbations per source, norm and image: white (l2: uniform on the "
+                         "sphere; linf: random sign x norm) and pink (1/f field scaled to the l2 norm / the linf norm)",
+            "brain_units": "brain SD units: change / across-image SD of the brain's clean responses on these images",
             "n_boot": int(n_boot),
             "ci_level": float(level),
             "seed": int(seed),
         },
     )
+
+
+BRAIN = "__brain__"
+
+
+def baseline_seed(seed: int, source: str, norm: str, kind: str) -> int:
+    """Seed of the random baseline of one source and norm (stable across runs and processes)."""
+    import hashlib
+
+    text = "|".join(map(str, (seed, "baseline", source, norm, kind)))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little") & 0x7FFFFFFF
+
+
+def _sd_on(clean: np.ndarray, idx: np.ndarray, who: str) -> np.ndarray:
+    """Across-image SD per target (T,), computed on the selected targets only (1 elsewhere)."""
+    out = np.ones(clean.shape[1])
+    out[idx] = target_sd(clean[:, idx], f"clean responses of {'the brain' if who == BRAIN else who}")
+    return out
+
+
+def _pair_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Mean over the (source, target) entries selected by ``mask``: S x T x ... -> ... (NaN if none)."""
+    if not mask.any():
+        return np.full(values.shape[2:], np.nan)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(values[mask], axis=0)
+
+
+def _size(readout: Any, change: np.ndarray, idx: np.ndarray, sd: np.ndarray | None, force_sd: bool = False) -> np.ndarray:
+    """Size of a change (E x N x T): |target-set mean| for drive, the pattern length for shift.
+
+    The change per target is divided by ``sd`` when the readout normalises, or when ``force_sd``.
+    """
+    c = change[..., idx]
+    if force_sd or (readout.kind == "shift" and readout.normalize):
+        c = c / sd[idx]  # type: ignore[index]
+    if readout.kind == "drive":
+        return np.abs(c.mean(-1))
+    return np.linalg.norm(c, axis=-1)
+
+
+def _along(readout: Any, change: np.ndarray, pattern: np.ndarray, idx: np.ndarray, sd: np.ndarray,
+           pattern_sd: np.ndarray) -> np.ndarray:
+    """Change (E x N x T) along the targeted direction, in SD units of the receiver.
+
+    Drive: direction x the mean over targets of change / SD. Shift: the SD-scaled change projected
+    on the unit SD-scaled ``pattern`` (the source's own change).
+    """
+    c = change[..., idx] / sd[idx]
+    if readout.kind == "drive":
+        return readout.direction * c.mean(-1)
+    p = pattern[..., idx] / pattern_sd[idx]
+    size = np.linalg.norm(p, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(size > 0, (c * p).sum(-1) / size, np.nan)
+
+
+def _cosine(a: np.ndarray, b: np.ndarray, idx: np.ndarray, sd_a: np.ndarray, sd_b: np.ndarray) -> np.ndarray:
+    """Cosine over targets between two SD-scaled change patterns (E x N x T) -> E x N (NaN if one is 0)."""
+    x, y = a[..., idx] / sd_a[idx], b[..., idx] / sd_b[idx]
+    den = np.linalg.norm(x, axis=-1) * np.linalg.norm(y, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (x * y).sum(-1) / np.where(den > 0, den, 1.0), np.nan)
 
 
 def _warn_undefined(change: np.ndarray, names: list[str], norms: list[str], pos: dict[str, np.ndarray]) -> None:
