@@ -81,10 +81,13 @@ def simulate(
     from brainprobe.data import SimulatedBrain, sample_stimuli, simulate_dataset
 
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
-    stimuli, _ = sample_stimuli(n_images, resolution, split="eval", seed=seed)
+    stimuli, prov = sample_stimuli(n_images, resolution, split="eval", seed=seed)
     sim = SimulatedBrain(brain, targets_per_roi=targets_per_roi, seed=seed, calibration_resolution=resolution)
     info = {"sampler": "sample_stimuli", "n": n_images, "resolution": resolution, "split": "eval", "seed": seed}
-    ds = simulate_dataset(sim, stimuli, repeats=repeats, seed=seed, noise_ceiling=_DEFAULT_NC, stimulus_info=info)
+    ds = simulate_dataset(
+        sim, stimuli, repeats=repeats, seed=seed, noise_ceiling=_DEFAULT_NC, stimulus_info=info,
+        groups=prov["photo"].astype(str).to_numpy(),
+    )
     tmp = out.with_name(out.name + ".part")
     ds.save(tmp)
     tmp.replace(out)

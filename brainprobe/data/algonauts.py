@@ -48,7 +48,9 @@ def load_algonauts(root: str | Path, subject: int | str, *, resolution: int | No
     resolution : int, optional
         Resize images to this side (px); default keeps their size (425 px in the release).
     seed : int
-        Seed of the 20 % test split.
+        Seed of the 20 % test split. The release's test split has no public fMRI, so the test
+        images are a seeded random 20 % of its training images (not NSD's shared-1000); every
+        image is a distinct NSD photo and its own group.
 
     Returns
     -------

@@ -28,15 +28,69 @@ def _json_attrs(attrs: dict[str, Any], where: str) -> dict[str, Any]:
         raise DataError(f"{where}: attrs must be JSON-serialisable ({exc})") from None
 
 
-def default_split(n: int, test_fraction: float = 0.2, seed: int = 0) -> np.ndarray:
-    """A seeded random train/test split of n images: ``round(test_fraction * n)`` test images."""
+def _float_array(values: Any, where: str) -> np.ndarray:
+    """``values`` as a float64 array, or a one-line DataError naming ``where`` and the dtype."""
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        kind = getattr(np.asarray(values, dtype=object), "dtype", type(values))
+        raise DataError(f"{where} must be numbers, got {type(values).__name__} ({kind}): {exc}") from None
+    return arr
+
+
+def default_split(
+    n: int, test_fraction: float = 0.2, seed: int = 0, groups: Sequence[str] | np.ndarray | None = None
+) -> np.ndarray:
+    """A seeded random train/test split of n images that keeps every group on one side.
+
+    Parameters
+    ----------
+    n : int
+        Number of images.
+    test_fraction : float
+        Fraction of the *groups* sent to test: ``round(test_fraction * G)`` of the G groups (at
+        least 1 and at most G - 1 when 0 < test_fraction and G >= 2). Without ``groups`` every
+        image is its own group, i.e. ``round(test_fraction * n)`` test images.
+    seed : int
+    groups : sequence of n labels, optional
+        One label per image (e.g. the photo a crop was cut from).
+
+    Returns
+    -------
+    ndarray of object, n
+        ``"train"`` / ``"test"`` per image.
+    """
     if not 0.0 <= test_fraction < 1.0:
         raise DataError(f"test_fraction must be in [0, 1), got {test_fraction}")
     rng = np.random.default_rng(seed)
     split = np.full(n, "train", dtype=object)
-    n_test = int(round(test_fraction * n))
-    split[rng.permutation(n)[:n_test]] = "test"
+    if groups is None:
+        n_test = int(round(test_fraction * n))
+        split[rng.permutation(n)[:n_test]] = "test"
+        return split
+    labels = np.asarray([str(g) for g in groups], dtype=object)
+    if labels.shape[0] != n:
+        raise DataError(f"default_split: {labels.shape[0]} group labels for {n} images; give one per image")
+    codes, uniques = pd.factorize(pd.Series(labels), sort=False)
+    n_groups = len(uniques)
+    n_test = int(round(test_fraction * n_groups))
+    if test_fraction > 0 and n_groups >= 2:
+        n_test = min(max(n_test, 1), n_groups - 1)
+    test_groups = rng.permutation(n_groups)[:n_test]
+    split[np.isin(codes, test_groups)] = "test"
     return split
+
+
+def check_split_groups(split: np.ndarray, groups: np.ndarray, where: str = "Dataset") -> None:
+    """DataError naming a group that has images in both train and test."""
+    table = pd.DataFrame({"g": groups, "s": split})
+    sides = table.groupby("g", sort=False)["s"].nunique()
+    mixed = sides[sides > 1]
+    if len(mixed):
+        raise DataError(
+            f"{where}: group '{mixed.index[0]}' has images in both train and test ({len(mixed)} such groups); "
+            "put each group (e.g. all crops of one photo) on one side of the split"
+        )
 
 
 class Dataset:
@@ -48,7 +102,8 @@ class Dataset:
         uint8 RGB images (gray, RGBA, uint16 and float [0, 1] inputs are converted).
     responses : array, N x T, optional
         Trial-averaged responses (any unit, e.g. z-scored betas). Default: NaN-mean of ``trials``.
-        Targets with any non-finite value are dropped with a warning.
+        Masking rule: a target (column) with any NaN or Inf response is dropped with a warning that
+        counts the values, images and targets; a DataError when no target is left.
     targets : pandas.DataFrame, optional
         One row per target with columns ``target`` (str id) and ``roi`` (str); optional
         ``hemisphere``, ``x``, ``y``, ``z`` and any other columns. Default: ids ``t00000...``
@@ -58,7 +113,11 @@ class Dataset:
     image_ids : sequence of str, optional
         Unique id per image (default ``img00000...``).
     split : sequence of {"train", "test"}, optional
-        Default: a seeded random 20 % test split, recorded in ``attrs["split_rule"]``.
+        Default: a seeded random 20 % of the groups to test, recorded in ``attrs["split_rule"]``.
+        A given split must keep every group on one side (DataError naming a group otherwise).
+    groups : sequence of str, optional
+        One label per image: images sharing a label (e.g. crops of one photo) are one unit for
+        splits and bootstraps. Default: each image its own group (its image id).
     noise_ceiling : array, T, optional
         NC as a fraction of variance of ``responses``. Default: NSD's NCSNR ceiling from
         ``trials`` (for their effective repeat count) when there are >= 2 repeats, else NaN.
@@ -78,6 +137,7 @@ class Dataset:
         split: Sequence[str] | None = None,
         noise_ceiling: np.ndarray | None = None,
         attrs: dict[str, Any] | None = None,
+        groups: Sequence[str] | np.ndarray | None = None,
     ) -> None:
         attrs = dict(attrs or {})
         where = str(attrs.get("path", "Dataset"))
@@ -87,7 +147,7 @@ class Dataset:
             raise DataError(f"{where}: no images")
 
         if trials is not None:
-            trials = np.asarray(trials, dtype=np.float64)
+            trials = _float_array(trials, f"{where}: trials")
             if trials.ndim != 3:
                 raise DataError(f"{where}: trials must be N x R x T, got shape {trials.shape}")
             if trials.shape[0] != n:
@@ -99,7 +159,7 @@ class Dataset:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 responses = np.nanmean(trials, axis=1)
-        responses = np.asarray(responses, dtype=np.float64)
+        responses = _float_array(responses, f"{where}: responses")
         if responses.ndim == 1:
             responses = responses[:, None]
         if responses.ndim != 2:
@@ -134,12 +194,21 @@ class Dataset:
             if np.any((finite < 0) | (finite > 1)):
                 raise DataError(f"{where}: noise ceilings must be fractions of variance in [0, 1]")
 
-        bad = ~np.all(np.isfinite(responses), axis=0)
+        nonfinite = ~np.isfinite(responses)
+        bad = nonfinite.any(axis=0)
         if bad.all():
-            raise DataError(f"{where}: every target has NaN or Inf responses; nothing left to model")
+            raise DataError(
+                f"{where}: every target has NaN or Inf responses ({int(nonfinite.sum())} of {nonfinite.size} values, "
+                f"{int(nonfinite.all(axis=1).sum())} of {n} images without any finite response); nothing left to model"
+            )
         if bad.any():
+            names = targets["target"][bad].tolist()
+            shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
             warnings.warn(
-                f"{where}: dropped {int(bad.sum())} of {n_targets} targets with NaN/Inf responses", stacklevel=2
+                f"{where}: dropped {int(bad.sum())} of {n_targets} targets with NaN/Inf responses "
+                f"({int(nonfinite.sum())} values in {int(nonfinite.any(axis=1).sum())} of {n} images; targets {shown}); "
+                "a target is kept only when its response to every image is finite",
+                stacklevel=2,
             )
             keep = ~bad
             responses = responses[:, keep]
@@ -155,18 +224,32 @@ class Dataset:
         if image_ids.shape[0] != n:
             raise DataError(f"{where}: {n} images but {image_ids.shape[0]} image ids")
         if len(set(image_ids.tolist())) != n:
-            raise DataError(f"{where}: image ids must be unique")
+            dup_ids = pd.Series(image_ids).value_counts()
+            dup_ids = dup_ids[dup_ids > 1]
+            raise DataError(
+                f"{where}: image ids must be unique; {len(dup_ids)} id(s) repeat, e.g. '{dup_ids.index[0]}' "
+                f"({int(dup_ids.iloc[0])} times)"
+            )
 
         attrs.pop("path", None)
+        if groups is None:
+            groups = image_ids.copy()
+        else:
+            groups = np.asarray([str(g) for g in np.asarray(groups, dtype=object).ravel()], dtype=object)
+            if groups.shape[0] != n:
+                raise DataError(f"{where}: {n} images but {groups.shape[0]} group labels; give one per image")
+        n_groups = len(set(groups.tolist()))
         if split is None:
-            split = default_split(n)
-            attrs.setdefault("split_rule", "random 20% test, seed 0")
+            split = default_split(n, groups=None if n_groups == n else groups)
+            attrs.setdefault("split_rule", "random 20% test, seed 0" if n_groups == n else "random 20% of groups test, seed 0")
         split = np.asarray([str(s) for s in split], dtype=object)
         if split.shape[0] != n:
             raise DataError(f"{where}: {n} images but {split.shape[0]} split labels")
         unknown = sorted(set(split.tolist()) - {"train", "test"})
         if unknown:
             raise DataError(f"{where}: split labels must be 'train' or 'test', got {unknown[:3]}")
+        if n_groups < n:
+            check_split_groups(split, groups, where)
 
         if noise_ceiling is None:
             if trials is not None and trials.shape[1] >= 2:
@@ -186,6 +269,7 @@ class Dataset:
         self.targets = targets
         self.image_ids = image_ids
         self.split = split
+        self.groups = groups
         self.noise_ceiling = noise_ceiling
         self.attrs = _json_attrs(attrs, where)
 
@@ -215,6 +299,11 @@ class Dataset:
     @property
     def simulated(self) -> bool:
         return bool(self.attrs.get("simulated", False))
+
+    @property
+    def n_groups(self) -> int:
+        """Number of distinct group labels (== n_images when every image is its own group)."""
+        return len(set(self.groups.tolist()))
 
     @property
     def train_index(self) -> np.ndarray:
@@ -278,6 +367,7 @@ class Dataset:
             split=self.split[img],
             noise_ceiling=self.noise_ceiling[tgt],
             attrs=attrs,
+            groups=self.groups[img],
         )
 
     def train(self) -> Dataset:
@@ -304,6 +394,7 @@ class Dataset:
             "stimuli": (("image", "y", "x", "channel"), self.stimuli),
             "responses": (("image", "target"), self.responses),
             "split": (("image",), self.split.astype(str)),
+            "groups": (("image",), self.groups.astype(str)),
             "noise_ceiling": (("target",), self.noise_ceiling),
         }
         if self.trials is not None:
@@ -384,6 +475,7 @@ class Dataset:
             split=ds["split"].values.astype(str),
             noise_ceiling=ds["noise_ceiling"].values,
             attrs=attrs,
+            groups=ds["groups"].values.astype(str) if "groups" in ds else None,  # files before groups: one per image
         )
 
     # ----------------------------------------------------------------------------- display
@@ -398,6 +490,12 @@ class Dataset:
             f"images: {self.n_images} ({h}x{w} px; {len(self.train_index)} train / {len(self.test_index)} test)  "
             f"targets: {self.n_targets}  repeats: {self.n_repeats or '-'}"
         )
+        if self.n_groups < self.n_images:
+            n_test_groups = len(set(self.groups[self.test_index].tolist()))
+            lines.append(
+                f"groups: {self.n_groups} (images sharing a group, e.g. crops of one photo, stay on one side "
+                f"of the split: {self.n_groups - n_test_groups} train / {n_test_groups} test)"
+            )
         nc = self.noise_ceiling
         lines.append(f"{'roi':<16}{'targets':>8}{'NC median':>11}{'NC 5%':>8}{'NC 95%':>8}")
         for roi in self.rois:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,9 +87,46 @@ def _read_responses(path: Path, key: str | None) -> np.ndarray:
     raise DataError(f"{path}: responses must be .npy, .h5 or .nc, got '{suffix}'")
 
 
+def _images_input(images: Any, key: str | None, resolution: int | None) -> tuple[np.ndarray, list[str], str]:
+    """Images from a path (folder or array file) or an in-memory array -> (stack, ids, label for messages)."""
+    if isinstance(images, (str, Path)):
+        img_path = Path(images)
+        if not img_path.exists():
+            raise DataError(f"{img_path}: images folder or file not found")
+        stimuli, ids = _read_images(img_path, key, resolution)
+        return stimuli, ids, str(img_path)
+    if isinstance(images, np.ndarray) or hasattr(images, "__array__"):
+        from brainprobe.data._images import as_rgb_uint8
+
+        arr = as_rgb_uint8(np.asarray(images), where="load_generic images array")
+        if resolution is not None:
+            arr = resize_images(list(arr), resolution, "load_generic images array")
+        return arr, [f"img{i:05d}" for i in range(len(arr))], "images array"
+    raise DataError(
+        f"load_generic: images must be a folder, a .npy/.h5 path or an array N x H x W x 3, got {type(images).__name__}"
+    )
+
+
+def _responses_input(responses: Any, key: str | None) -> tuple[np.ndarray, str]:
+    """Responses from a path (.npy/.h5/.nc) or an in-memory array -> (float64 array, label for messages)."""
+    if isinstance(responses, (str, Path)):
+        raw, label = _read_responses(Path(responses), key), str(responses)
+    elif isinstance(responses, np.ndarray) or hasattr(responses, "__array__"):
+        raw, label = responses, "responses array"
+    else:
+        raise DataError(
+            f"load_generic: responses must be a .npy/.h5/.nc path or an array N x T (or N x R x T), "
+            f"got {type(responses).__name__}"
+        )
+    try:
+        return np.asarray(raw, dtype=np.float64), label
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{label}: responses must be numbers ({exc})") from None
+
+
 def load_generic(
-    images: str | Path,
-    responses: str | Path,
+    images: str | Path | np.ndarray,
+    responses: str | Path | np.ndarray,
     *,
     rois: str | Path | None = None,
     resolution: int | None = None,
@@ -97,24 +135,34 @@ def load_generic(
     split: str | Path | None = None,
     source: str = "generic",
     subject: str = "",
+    groups: str | Path | Sequence[str] | np.ndarray | None = None,
 ):
     """Load user data in a simple layout as a Dataset.
 
     Parameters
     ----------
-    images : path
-        A folder of image files (sorted by name = response rows) or a ``.npy`` / ``.h5`` array
-        N x H x W x 3 (HDF5 dataset ``images``, ``stimuli`` or ``imgBrick``, or ``images_key``).
-    responses : path
+    images : path or array
+        A folder of image files (sorted by name = response rows), a ``.npy`` / ``.h5`` array file
+        N x H x W x 3 (HDF5 dataset ``images``, ``stimuli`` or ``imgBrick``, or ``images_key``), or
+        an in-memory array N x H x W x 3: uint8 0-255 or float in [0, 1] (gray N x H x W too).
+    responses : path or array
         ``.npy``, ``.h5`` (dataset ``responses``, ``trials`` or ``betas``) or ``.nc`` (variable of
-        the same names): N x T trial means, or N x R x T single trials (NaN = missing repeat).
+        the same names), or an in-memory array: N x T trial means, or N x R x T single trials
+        (NaN = missing repeat). A target with a NaN/Inf trial mean is dropped with a warning
+        (the Dataset masking rule); a DataError when none is left.
     rois : path, optional
         CSV with one row per response column: ``roi`` and optionally ``target``, ``hemisphere``,
         ``x``, ``y``, ``z``. Default: one ROI ``all``.
     resolution : int, optional
         Resize images to this side (px); needed when they differ in size.
     split : path, optional
-        Text file with one ``train`` / ``test`` per image; default a seeded random 20 % test.
+        Text file with one ``train`` / ``test`` per image; default a seeded random 20 % of the
+        groups to test. A given split must keep every group on one side.
+    groups : path or sequence of str, optional
+        One group label per image (e.g. the photo each crop was cut from): images of a group stay
+        on one side of the split and are resampled together by bootstraps. A sequence of N
+        labels, a ``.csv`` file with a column ``group`` (one row per image, in image order) or a
+        text file with one label per line. Default: each image its own group.
     source, subject : str
         Recorded in attrs.
 
@@ -124,11 +172,8 @@ def load_generic(
     """
     from brainprobe.data.dataset import Dataset
 
-    img_path, resp_path = Path(images), Path(responses)
-    if not img_path.exists():
-        raise DataError(f"{img_path}: images folder or file not found")
-    stimuli, ids = _read_images(img_path, images_key, resolution)
-    data = np.asarray(_read_responses(resp_path, responses_key), dtype=np.float64)
+    stimuli, ids, img_path = _images_input(images, images_key, resolution)
+    data, resp_path = _responses_input(responses, responses_key)
     if data.ndim not in (2, 3):
         raise DataError(f"{resp_path}: responses must be N x T or N x R x T, got shape {data.shape}")
     if data.shape[0] != len(stimuli):
@@ -157,6 +202,35 @@ def load_generic(
         split_labels = [s.strip() for s in split_path.read_text().split() if s.strip()]
         if len(split_labels) != len(stimuli):
             raise DataError(f"{split_path}: {len(split_labels)} split labels but {len(stimuli)} images")
+    group_labels = _read_groups(groups, len(stimuli))
     attrs = {"source": source, "subject": subject, "simulated": False, "images": str(img_path),
              "responses": str(resp_path), "path": str(resp_path)}
-    return Dataset(stimuli, resp, targets, trials=trials, image_ids=ids, split=split_labels, attrs=attrs)
+    return Dataset(stimuli, resp, targets, trials=trials, image_ids=ids, split=split_labels, attrs=attrs,
+                   groups=group_labels)
+
+
+def _read_groups(groups: str | Path | Sequence[str] | np.ndarray | None, n: int) -> np.ndarray | None:
+    """Group labels (n,) from a sequence, a CSV with a ``group`` column or a one-per-line text file."""
+    if groups is None:
+        return None
+    if isinstance(groups, (str, Path)):
+        path = require_file(Path(groups), "groups file")
+        if path.suffix.lower() == ".csv":
+            try:
+                table = pd.read_csv(path, dtype=str, keep_default_na=False)
+            except Exception as exc:
+                raise DataError(f"{path}: unreadable CSV ({type(exc).__name__}: {exc})") from None
+            if "group" not in table:
+                raise DataError(f"{path}: groups CSV needs a 'group' column (one row per image, in image order)")
+            labels = table["group"].to_numpy(dtype=object)
+        else:
+            labels = np.asarray([ln.strip() for ln in path.read_text().splitlines() if ln.strip()], dtype=object)
+        where = str(path)
+    else:
+        labels = np.asarray([str(g) for g in np.asarray(groups, dtype=object).ravel()], dtype=object)
+        where = "groups"
+    if labels.shape[0] != n:
+        raise DataError(f"{where}: {labels.shape[0]} group labels but {n} images; give one label per image")
+    if any(str(g) == "" for g in labels):
+        raise DataError(f"{where}: empty group label; give every image a group")
+    return labels

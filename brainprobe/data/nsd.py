@@ -110,7 +110,9 @@ def load_nsd(
     Dataset
         Responses N x V (trial means), trials N x 3 x V (NaN where an image had fewer repeats),
         targets with voxel coordinates ``x, y, z`` (NIfTI ijk) and ROI, split ``test`` for the
-        shared-1000 images, NCSNR noise ceilings, attrs ``source="nsd"``.
+        shared-1000 images (``sharedix`` of the design file, 1-based 73k ids; a design without
+        it gets a seeded random 20 % test split), NCSNR noise ceilings, attrs ``source="nsd"``.
+        Each NSD image is a distinct COCO photo, so every image is its own group.
     """
     import nibabel as nib
 

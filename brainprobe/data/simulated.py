@@ -325,6 +325,7 @@ def simulate_dataset(
     image_ids: Sequence[str] | None = None,
     stimulus_info: dict[str, Any] | None = None,
     batch_size: int = 32,
+    groups: Sequence[str] | np.ndarray | None = None,
 ):
     """Render a SIMULATED Dataset: stimuli shown to ``brain`` through :meth:`SimulatedBrain.measure`.
 
@@ -338,10 +339,14 @@ def simulate_dataset(
     repeats, seed, noise_ceiling
         As in :meth:`SimulatedBrain.measure`.
     test_fraction : float
-        Fraction of images in the test split (seeded by ``seed``).
+        Fraction of the groups (photos) in the test split (seeded by ``seed``); every group
+        lies on one side.
     image_ids : sequence of str, optional
     stimulus_info : dict, optional
         JSON-serialisable description of how the stimuli were made (stored in attrs).
+    groups : sequence of N str, optional
+        The photo each stimulus was cut from (``sample_stimuli``'s ``provenance["photo"]``);
+        splits and bootstraps keep crops of one photo together. Default: one group per image.
 
     Returns
     -------
@@ -374,6 +379,8 @@ def simulate_dataset(
         "repeats": int(repeats),
         "noise_ceiling_target": nc_desc,
         "test_fraction": float(test_fraction),
+        "split_rule": f"random {test_fraction:.0%} of {'groups (photos)' if groups is not None else 'images'} "
+        f"test, seed {seed}",
         "stimuli": stimulus_info or {},
     }
     return Dataset(
@@ -382,6 +389,7 @@ def simulate_dataset(
         targets,
         trials=m.trials,
         image_ids=image_ids,
-        split=default_split(len(stimuli), test_fraction, seed),
+        split=default_split(len(stimuli), test_fraction, seed, groups=groups),
         attrs=attrs,
+        groups=groups,
     )

@@ -17,7 +17,7 @@ import numpy as np
 
 from brainprobe.pipeline.cache import Cache
 
-STAGE_VERSIONS: dict[str, int] = {"data": 1, "fit": 1, "probes": 1, "transfer": 1, "analyses": 1}
+STAGE_VERSIONS: dict[str, int] = {"data": 2, "fit": 1, "probes": 1, "transfer": 1, "analyses": 1}
 
 DATASET_FILE = "dataset.nc"
 ENCODER_FILE = "encoder.pt"
@@ -84,7 +84,10 @@ def build_dataset(spec: dict[str, Any]):  # type: ignore[no-untyped-def]
             kwargs["noise_ceiling"] = spec["brain"]["noise_ceiling"]
         info = {"library_split": "eval", "n": spec["n_images"], "resolution": spec["resolution"],
                 "seed": spec["stimuli_seed"], "photos": sorted(set(map(str, _prov.get("photo", [])))) if hasattr(_prov, "get") else []}
-        return bd.simulate_dataset(brain, stimuli, **_accepted(bd.simulate_dataset, {**kwargs, "stimulus_info": info}))
+        groups = _prov["photo"].astype(str).to_numpy()  # crops of one photo: one split side, one bootstrap unit
+        return bd.simulate_dataset(
+            brain, stimuli, **_accepted(bd.simulate_dataset, {**kwargs, "stimulus_info": info, "groups": groups})
+        )
     if kind == "nsd":
         return bd.load_nsd(spec["root"], spec["subject"], **spec["options"])
     if kind == "algonauts":

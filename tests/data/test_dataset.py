@@ -129,3 +129,57 @@ def test_summary_without_trials():
         ds = Dataset(np.zeros((3, 4, 4, 3), np.uint8), np.eye(3))
     assert "n/a" in ds.summary() and "SIMULATED" not in ds.summary()
     assert np.isnan(ds.noise_ceiling).all() and ds.n_repeats == 0
+
+
+# --- groups (e.g. the photo each crop was cut from) -------------------------------------------------
+
+
+def _sides(ds):
+    table = pd.DataFrame({"g": ds.groups, "s": ds.split})
+    return table.groupby("g")["s"].nunique()
+
+
+def test_grouped_default_split_keeps_groups_on_one_side():
+    from brainprobe.data import default_split
+
+    groups = np.repeat([f"photo{i}" for i in range(10)], [1, 2, 3, 4, 2, 3, 1, 5, 2, 1])
+    ds = make(n=len(groups), groups=groups)
+    assert (_sides(ds) == 1).all()
+    test_groups = set(ds.groups[ds.test_index])
+    assert len(test_groups) == 2 and ds.n_groups == 10  # round(0.2 * 10) groups
+    assert "groups: 10" in ds.summary()
+    # per-image behaviour unchanged without groups (same seed, same split)
+    np.testing.assert_array_equal(default_split(24, 0.25, 3), default_split(24, 0.25, 3, groups=[str(i) for i in range(24)]))
+    # at least one test group and one train group whenever possible
+    split = default_split(6, 0.05, 0, groups=["a", "a", "a", "b", "b", "b"])
+    assert sorted(set(split)) == ["test", "train"]
+
+
+def test_given_split_with_a_group_on_both_sides_raises():
+    groups = ["a", "a", "b", "b", "c", "c"]
+    with pytest.raises(DataError, match="group 'b' has images in both train and test"):
+        make(n=6, groups=groups, split=["train", "train", "train", "test", "test", "test"])
+    ok = make(n=6, groups=groups, split=["train", "train", "test", "test", "train", "train"])
+    assert list(ok.groups) == groups
+    with pytest.raises(DataError, match="6 images but 5 group labels"):
+        make(n=6, groups=groups[:5])
+
+
+def test_groups_round_trip_subset_and_old_files(tmp_path):
+    groups = np.repeat(["p0", "p1", "p2", "p3", "p4", "p5"], 2)
+    ds = make(n=12, groups=groups)
+    back = Dataset.load(ds.save(tmp_path / "g.nc"))
+    assert back.groups.dtype == object and np.array_equal(back.groups, ds.groups)
+    np.testing.assert_array_equal(back.split, ds.split)
+    for part in (ds.train(), ds.test(), ds.subset([0, 1, 5])):
+        assert len(part.groups) == part.n_images
+    np.testing.assert_array_equal(ds.test().groups, ds.groups[ds.test_index])
+    # a file written before groups existed loads with one group per image
+    import xarray as xr
+
+    with xr.open_dataset(tmp_path / "g.nc", engine="h5netcdf") as x:
+        old = x.load().drop_vars("groups")
+    old.to_netcdf(tmp_path / "old.nc", engine="h5netcdf")
+    loaded = Dataset.load(tmp_path / "old.nc")
+    np.testing.assert_array_equal(loaded.groups, loaded.image_ids)
+    assert loaded.n_groups == 12

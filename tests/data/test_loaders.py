@@ -230,3 +230,27 @@ def test_generic_sizes_differ_need_resolution(tmp_path):
         load_generic(tmp_path / "imgs", tmp_path / "resp.npy")
     ds = load_generic(tmp_path / "imgs", tmp_path / "resp.npy", resolution=24)
     assert ds.stimuli.shape == (2, 24, 24, 3) and list(decode_images(ds.stimuli)) == [0, 1]
+
+
+def test_generic_groups_from_csv_txt_and_array(tmp_path):
+    import pandas as pd
+
+    n = 20
+    _write_folder(tmp_path / "imgs", n)
+    np.save(tmp_path / "resp.npy", np.random.default_rng(0).normal(size=(n, 3)))
+    labels = [f"photo{i // 4}" for i in range(n)]  # 5 photos, 4 crops each
+    pd.DataFrame({"image": range(n), "group": labels}).to_csv(tmp_path / "groups.csv", index=False)
+    (tmp_path / "groups.txt").write_text("\n".join(labels) + "\n")
+    for groups in (tmp_path / "groups.csv", tmp_path / "groups.txt", labels):
+        ds = load_generic(tmp_path / "imgs", tmp_path / "resp.npy", groups=groups)
+        assert list(ds.groups) == labels
+        sides = pd.DataFrame({"g": ds.groups, "s": ds.split}).groupby("g")["s"].nunique()
+        assert (sides == 1).all() and len(ds.test_index) == 4  # round(0.2 * 5) = 1 photo of 4 crops
+    with pytest.raises(DataError, match="19 group labels but 20 images"):
+        load_generic(tmp_path / "imgs", tmp_path / "resp.npy", groups=labels[:-1])
+    (tmp_path / "split.txt").write_text("\n".join(["test"] + ["train"] * (n - 1)))
+    with pytest.raises(DataError, match="group 'photo0' has images in both train and test"):
+        load_generic(tmp_path / "imgs", tmp_path / "resp.npy", groups=labels, split=tmp_path / "split.txt")
+    pd.DataFrame({"photo": labels}).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(DataError, match="needs a 'group' column"):
+        load_generic(tmp_path / "imgs", tmp_path / "resp.npy", groups=tmp_path / "bad.csv")

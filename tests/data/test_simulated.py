@@ -96,6 +96,14 @@ def test_simulate_dataset_labelled_round_trip(brain, stimuli, tmp_path):
     back = Dataset.load(ds.save(tmp_path / "sim.nc"))
     np.testing.assert_array_equal(back.targets["true_noise_ceiling"], ds.targets["true_noise_ceiling"])
     assert back.simulated and back.attrs == ds.attrs
+    # crops of one photo stay on one side of the split and survive the save
+    imgs, prov = sample_stimuli(60, 48, seed=0)
+    grouped = simulate_dataset(brain, imgs, repeats=2, seed=2, test_fraction=0.25, groups=prov["photo"].to_numpy())
+    sides = pd.DataFrame({"g": grouped.groups, "s": grouped.split}).groupby("g")["s"].nunique()
+    assert (sides == 1).all() and grouped.n_groups == prov["photo"].nunique() < 60
+    assert len(set(grouped.groups[grouped.test_index])) == round(0.25 * grouped.n_groups)
+    assert 0.1 <= len(grouped.test_index) / 60 <= 0.4
+    assert np.array_equal(Dataset.load(grouped.save(tmp_path / "grouped.nc")).groups, grouped.groups)
     # the brain stays usable after simulation: new images, same noise-free answers
     new = sample_stimuli(4, 48, seed=99)[0]
     assert np.array_equal(brain.respond(new, progress=False), brain.respond(new, progress=False))
