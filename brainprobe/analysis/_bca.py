@@ -59,7 +59,10 @@ def bca_interval(value: np.ndarray | float, boot: np.ndarray, jack: np.ndarray,
     jack = np.asarray(jack, dtype=np.float64)
     ok = np.isfinite(boot)
     n_ok = ok.sum(-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    import warnings
+
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         below = (np.where(ok, boot < value[..., None], False).sum(-1)
                  + 0.5 * np.where(ok, boot == value[..., None], False).sum(-1)) / np.maximum(n_ok, 1)
         z0 = ndtri(np.clip(below, 1.0 / (n_ok + 1), 1 - 1.0 / (n_ok + 1)))

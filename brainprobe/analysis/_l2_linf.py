@@ -21,6 +21,7 @@ from brainprobe.analysis._common import (
     response_change,
     target_sd,
 )
+from brainprobe.analysis._bca import bca_interval, jackknife_weights
 from brainprobe.errors import ConfigError
 
 
@@ -29,6 +30,7 @@ def l2_linf(
     images: Any,
     probes: Mapping[str, Any],
     *,
+    groups: Any = None,
     n_boot: int = 1000,
     level: float = 0.95,
     seed: int = 0,
@@ -41,21 +43,37 @@ def l2_linf(
     the whole pattern, instead of one Drive probe per target, which costs T times more). A
     target's sensitivity = mean over images of |change_t| / SD_t, with SD_t its across-image SD
     of the model's clean responses. ``r`` is the Pearson correlation across targets of the l2
-    and the linf sensitivities, for every pair of budgets (bootstrap CI over images).
+    and the linf sensitivities, for every pair of budgets (percentile CI over images).
+
+    The headline statistic ``r_model`` compares like with like and corrects for noise:
+
+    - budgets are paired by equal first-order effect: each l2 budget is paired with the linf
+      budget whose mean sensitivity (over images and targets) is closest in log ratio
+      (``matched_linf_eps``, ``effect_l2`` / ``effect_linf``);
+    - each profile is corrected for attenuation by its split-half reliability: the probed images
+      are split in two halves (alternating images, or alternating groups), the profiles of the
+      halves correlated and stepped up by Spearman-Brown, rel = 2 r_h / (1 + r_h);
+      r_corrected = r / sqrt(rel_l2 rel_linf) (NaN when a reliability is <= 0);
+    - ``r_model`` = mean of r_corrected over the matched pairs, with a BCa interval (bootstrap over
+      images or groups, acceleration from the leave-one-out jackknife).
 
     Parameters
     ----------
     probes : dict name -> [ProbeResult l2, ProbeResult linf]
         Shift probes of ``images`` (any budgets per norm).
+    groups : sequence of N labels, optional
+        Resample (and split halves by) whole groups, e.g. the photo each crop came from.
 
     Returns
     -------
     xarray.Dataset
         ``target_sensitivity_l2`` (model, l2_eps, target), ``target_sensitivity_linf`` (model,
-        linf_eps, target); ``r``, ``r_ci_low/high``, ``spearman`` (model, l2_eps, linf_eps);
-        ``r_model`` (+ CI) (model): r averaged over the budget pairs by Fisher z;
-        ``r_model_boot`` (model, boot): its bootstrap replicates (same resampled images for every
-        model, so :func:`findings` can bootstrap the mean over models).
+        linf_eps, target); ``r``, ``r_ci_low/high``, ``spearman``, ``r_corrected`` (model, l2_eps,
+        linf_eps); ``reliability_l2`` (model, l2_eps), ``reliability_linf`` (model, linf_eps);
+        ``effect_l2``, ``matched_linf_eps`` (model, l2_eps), ``effect_linf`` (model, linf_eps);
+        ``r_model`` (+ BCa CI), ``r_model_uncorrected`` (model); ``r_model_boot`` (model, boot) and
+        ``r_model_jack`` (model, jack): replicates on the same resampled images for every model, so
+        :func:`findings` can form a BCa interval of the mean over models.
     """
     x = as_images(images)
     n = x.shape[0]
@@ -71,8 +89,14 @@ def l2_linf(
     for name in names:
         if not (np.allclose(eps_array(by_model[name]["l2"]), e2) and np.allclose(eps_array(by_model[name]["linf"]), ei)):
             raise ConfigError("l2_linf: probe every model with the same budgets per norm")
-    w = boot_weights(n, n_boot, seed)
-    sens2, sensi, r, r_lo, r_hi, rho, rz, rz_lo, rz_hi, rz_boot = [], [], [], [], [], [], [], [], [], []
+    if n < 4:
+        raise ConfigError(f"l2_linf needs >= 4 probed images (split halves, bootstrap); got {n}")
+    w = boot_weights(n, n_boot, seed, groups=groups)
+    jack = jackknife_weights(n, groups)
+    half = split_halves(n, groups)
+    out: dict[str, list[Any]] = {k: [] for k in (
+        "s2", "si", "r", "r_lo", "r_hi", "rho", "rc", "rel2", "reli", "eff2", "effi", "match", "rm", "rm_lo", "rm_hi",
+        "rm_raw", "rm_boot", "rm_jack")}
     t_ids = None
     for name in progress(names, desc="l2 vs linf"):
         model = models[name]
@@ -90,53 +114,127 @@ def l2_linf(
         si = per["linf"].mean(1)
         if s2.shape[-1] < 3:
             raise ConfigError("l2_linf needs >= 3 targets to correlate across targets")
-        sens2.append(s2)
-        sensi.append(si)
         r_obs = pearson(s2[:, None, :], si[None, :, :])  # E2 x Ei
-        r.append(r_obs)
-        rho.append(pearson(_ranks(s2)[:, None, :], _ranks(si)[None, :, :]))
         r_boot = _boot_r(per["l2"], per["linf"], w)  # E2 x Ei x B
         lo, hi = ci(r_boot, level)
-        r_lo.append(lo)
-        r_hi.append(hi)
-        zb = np.tanh(np.arctanh(np.clip(r_boot, -0.999999, 0.999999)).mean(axis=(0, 1)))
-        rz.append(np.tanh(np.arctanh(np.clip(r_obs, -0.999999, 0.999999)).mean()))
-        lo_z, hi_z = ci(zb, level)
-        rz_lo.append(lo_z)
-        rz_hi.append(hi_z)
-        rz_boot.append(zb)
+        eff2, effi = s2.mean(-1), si.mean(-1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gap = np.abs(np.log(eff2[:, None]) - np.log(effi[None, :]))
+        match = np.argmin(np.nan_to_num(gap, nan=np.inf), axis=1)  # E2 -> Ei
+        uniform = np.full((1, n), 1.0 / n)
+        rc0, rel2, reli = corrected_r(per["l2"], per["linf"], uniform, half)
+        pairs = (np.arange(len(e2)), match)
+        stat = lambda ww: np.nanmean(corrected_r(per["l2"], per["linf"], ww, half)[0][:, pairs[0], pairs[1]], -1)  # noqa: E731
+        value, boot, jk = stat(uniform)[0], stat(w), stat(jack)
+        b_lo, b_hi = bca_interval(value, boot, jk, level)
+        for k, v in (("s2", s2), ("si", si), ("r", r_obs), ("r_lo", lo), ("r_hi", hi),
+                     ("rho", pearson(_ranks(s2)[:, None, :], _ranks(si)[None, :, :])), ("rc", rc0[0]),
+                     ("rel2", rel2[0]), ("reli", reli[0]), ("eff2", eff2), ("effi", effi), ("match", ei[match]),
+                     ("rm", value), ("rm_lo", b_lo), ("rm_hi", b_hi), ("rm_raw", np.nanmean(r_obs[pairs])),
+                     ("rm_boot", boot), ("rm_jack", jk)):
+            out[k].append(v)
     table = model_info({k: models[k] for k in names}, info)
     pair = ("model", "l2_eps", "linf_eps")
+    st = lambda k: np.stack(out[k])  # noqa: E731
+    coords: dict[str, Any] = {
+        "model": names,
+        "l2_eps": e2,
+        "linf_eps": ei,
+        "target": t_ids,
+        "training": ("model", table["training"].to_numpy(dtype=str)),
+        "architecture": ("model", table["architecture"].to_numpy(dtype=str)),
+    }
+    if groups is not None:
+        coords["group"] = ("image", np.asarray(groups).astype(str))
     return xr.Dataset(
         {
-            "target_sensitivity_l2": (("model", "l2_eps", "target"), np.stack(sens2)),
-            "target_sensitivity_linf": (("model", "linf_eps", "target"), np.stack(sensi)),
-            "r": (pair, np.stack(r)),
-            "r_ci_low": (pair, np.stack(r_lo)),
-            "r_ci_high": (pair, np.stack(r_hi)),
-            "spearman": (pair, np.stack(rho)),
-            "r_model": (("model",), np.array(rz)),
-            "r_model_ci_low": (("model",), np.array(rz_lo)),
-            "r_model_ci_high": (("model",), np.array(rz_hi)),
-            "r_model_boot": (("model", "boot"), np.stack(rz_boot)),
+            "target_sensitivity_l2": (("model", "l2_eps", "target"), st("s2")),
+            "target_sensitivity_linf": (("model", "linf_eps", "target"), st("si")),
+            "r": (pair, st("r")),
+            "r_ci_low": (pair, st("r_lo")),
+            "r_ci_high": (pair, st("r_hi")),
+            "spearman": (pair, st("rho")),
+            "r_corrected": (pair, st("rc")),
+            "reliability_l2": (("model", "l2_eps"), st("rel2")),
+            "reliability_linf": (("model", "linf_eps"), st("reli")),
+            "effect_l2": (("model", "l2_eps"), st("eff2")),
+            "effect_linf": (("model", "linf_eps"), st("effi")),
+            "matched_linf_eps": (("model", "l2_eps"), st("match")),
+            "r_model": (("model",), np.array(out["rm"])),
+            "r_model_ci_low": (("model",), np.array(out["rm_lo"])),
+            "r_model_ci_high": (("model",), np.array(out["rm_hi"])),
+            "r_model_uncorrected": (("model",), np.array(out["rm_raw"])),
+            "r_model_boot": (("model", "boot"), st("rm_boot")),
+            "r_model_jack": (("model", "jack"), st("rm_jack")),
         },
-        coords={
-            "model": names,
-            "l2_eps": e2,
-            "linf_eps": ei,
-            "target": t_ids,
-            "training": ("model", table["training"].to_numpy(dtype=str)),
-            "architecture": ("model", table["architecture"].to_numpy(dtype=str)),
-        },
+        coords=coords,
         attrs={
             "analysis": "l2_linf",
             "units": "mean |change| / across-image SD per target",
+            "r_model": "mean over budget pairs matched by first-order effect of r corrected for attenuation by "
+                       "split-half reliabilities (Spearman-Brown); BCa interval",
             "n_images": int(n),
             "n_boot": int(n_boot),
             "ci_level": float(level),
             "seed": int(seed),
         },
     )
+
+
+def split_halves(n_images: int, groups: Any = None) -> np.ndarray:
+    """Boolean N mask of the first half: alternating images, or alternating groups (in order of appearance)."""
+    if groups is None:
+        return np.arange(n_images) % 2 == 0
+    labels = np.asarray(groups).astype(str)
+    order = list(dict.fromkeys(labels))
+    if len(order) < 2:
+        raise ConfigError("l2_linf: split halves need >= 2 groups of images")
+    first = {g for k, g in enumerate(order) if k % 2 == 0}
+    return np.array([g in first for g in labels])
+
+
+def corrected_r(a: np.ndarray, b: np.ndarray, weights: np.ndarray,
+                half: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Attenuation-corrected correlation across targets of weighted image-mean profiles.
+
+    Parameters
+    ----------
+    a : array Ea x N x T
+        Per-image sensitivities under one norm (per budget).
+    b : array Eb x N x T
+        The same under the other norm.
+    weights : array K x N
+        Image weights per replicate (rows sum to 1): uniform, bootstrap or jackknife.
+    half : bool array N
+        Images of the first half (the rest is the second).
+
+    Returns
+    -------
+    r_corrected : K x Ea x Eb
+        r(mean a, mean b) / sqrt(rel_a rel_b), NaN where a reliability is <= 0 or undefined.
+    rel_a : K x Ea, rel_b : K x Eb
+        Spearman-Brown split-half reliabilities 2 r_h / (1 + r_h).
+    """
+    ma = np.einsum("ent,kn->ket", a, weights)
+    mb = np.einsum("ent,kn->ket", b, weights)
+    r = pearson(ma[:, :, None, :], mb[:, None, :, :])
+    rels = []
+    for arr in (a, b):
+        parts = []
+        for side in (half, ~half):
+            wh = weights * side
+            tot = wh.sum(1, keepdims=True)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                wh = np.where(tot > 0, wh / np.where(tot > 0, tot, 1.0), np.nan)
+            parts.append(np.einsum("ent,kn->ket", arr, wh))
+        rh = pearson(parts[0], parts[1])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rels.append(np.where(rh > -1, 2 * rh / (1 + rh), np.nan))
+    rel_a, rel_b = rels
+    prod = rel_a[:, :, None] * rel_b[:, None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rc = np.where((rel_a[:, :, None] > 0) & (rel_b[:, None, :] > 0), r / np.sqrt(np.where(prod > 0, prod, 1.0)), np.nan)
+    return rc, rel_a, rel_b
 
 
 def _boot_r(a: np.ndarray, b: np.ndarray, w: np.ndarray, chunk: int = 16) -> np.ndarray:

@@ -56,3 +56,75 @@ def test_with_real_shift_probes_and_bootstrap() -> None:
     assert ds["r_model_boot"].sizes["boot"] == 300
     with pytest.raises(ConfigError, match="l2 and a linf"):
         l2_linf({"m": model}, x, {"m": prs[:1]})
+
+
+def _noisy_profiles(rng: np.random.Generator, g: np.ndarray, h: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image sensitivities (1 x N x T): log-normal image and image-by-target noise around g and g^1.5 h."""
+    t = len(g)
+    a = g * np.exp(0.3 * rng.normal(size=(n, 1)) + rng.normal(size=(n, t)))
+    b = g**1.5 * h * np.exp(0.3 * rng.normal(size=(n, 1)) + rng.normal(size=(n, t)))
+    return a[None], b[None]
+
+
+def test_bca_coverage_of_the_corrected_agreement() -> None:
+    """Noisy, non-linear case: the truth is r(E a, E b) across targets; the BCa interval covers it >= 90 %."""
+    from brainprobe.analysis._bca import bca_interval, jackknife_weights
+    from brainprobe.analysis._common import boot_weights, pearson
+    from brainprobe.analysis._l2_linf import corrected_r, split_halves
+
+    rng = np.random.default_rng(0)
+    t, n, reps, n_boot = 30, 24, 200, 400
+    g, h = np.exp(rng.normal(0, 0.5, t)), np.exp(rng.normal(0, 0.35, t))
+    truth = float(pearson(g, g**1.5 * h))  # about 0.78: far from 1, so the test can fail
+    assert 0.6 < truth < 0.9
+    half, jack, uniform = split_halves(n), jackknife_weights(n), np.full((1, n), 1.0 / n)
+    covered, contained, finite, raw = 0, 0, 0, []
+    for rep in range(reps):
+        a, b = _noisy_profiles(rng, g, h, n)
+
+        def stat(w: np.ndarray) -> np.ndarray:
+            return corrected_r(a, b, w, half)[0][:, 0, 0]
+
+        value = stat(uniform)[0]
+        lo, hi = bca_interval(value, stat(boot_weights(n, n_boot, rep)), stat(jack))
+        covered += bool(lo <= truth <= hi)  # an undefined (NaN) estimate counts as a miss
+        if np.isfinite(value):
+            finite += 1
+            contained += bool(lo <= value <= hi)
+        raw.append(float(pearson(a[0].mean(0), b[0].mean(0))))
+    assert covered / reps >= 0.9
+    assert contained == finite >= 0.95 * reps  # every defined estimate lies inside its own interval
+    assert np.mean(raw) < truth - 0.1  # the uncorrected r is attenuated: the correction matters
+
+
+def test_bca_matches_scipy_for_a_mean() -> None:
+    from scipy.stats import bootstrap
+
+    from brainprobe.analysis._bca import bca_interval, jackknife_weights
+    from brainprobe.analysis._common import boot_weights
+
+    x = np.random.default_rng(3).exponential(size=30)
+    w = boot_weights(30, 20000, 0)
+    lo, hi = bca_interval(x.mean(), w @ x, jackknife_weights(30) @ x)
+    ref = bootstrap((x,), np.mean, n_resamples=20000, method="BCa", random_state=1).confidence_interval
+    assert lo == pytest.approx(ref.low, rel=0.03) and hi == pytest.approx(ref.high, rel=0.03)
+
+
+def test_matched_budgets_and_reliability_on_real_probes() -> None:
+    rng = np.random.default_rng(2)
+    basis = rng.normal(size=(2, P))
+    model = LinearModel(torch.tensor(np.abs(rng.normal(size=(20, 2))) @ basis + 0.05 * rng.normal(size=(20, P))))
+    x = mid_images(12, seed=5)
+    prs = [probe(model, x, norm="l2", eps=[0.05, 0.2], objective="shift", steps=10, progress=False),
+           probe(model, x, norm="linf", eps=[0.001, 0.004, 0.016], objective="shift", steps=10, progress=False)]
+    ds = l2_linf({"m": model}, x, {"m": prs}, n_boot=200)
+    # first-order effect: l2 eps e ~ linf eps e * ||w||_1 / ||w||_2; the matched linf budget is the closest in log effect
+    eff2, effi = ds["effect_l2"].sel(model="m").values, ds["effect_linf"].sel(model="m").values
+    for k, e in enumerate(ds["l2_eps"].values):
+        best = ds["linf_eps"].values[np.argmin(np.abs(np.log(eff2[k]) - np.log(effi)))]
+        assert float(ds["matched_linf_eps"].sel(model="m", l2_eps=e)) == best
+    assert len(set(ds["matched_linf_eps"].sel(model="m").values)) == 2  # two budgets, two partners
+    assert (ds["reliability_l2"] <= 1 + 1e-9).all() and (ds["reliability_l2"] > 0.5).all()
+    lo, hi = float(ds["r_model_ci_low"].squeeze()), float(ds["r_model_ci_high"].squeeze())
+    assert lo <= float(ds["r_model"].squeeze()) <= hi
+    assert ds["r_model_jack"].sizes["jack"] == 12
