@@ -12,7 +12,7 @@ See docs/encoding.md for what is fitted and how.
 
 from __future__ import annotations
 
-from brainprobe.encoding.encoder import Encoder, resolve_targets
+from brainprobe.encoding.encoder import Encoder, resolve_targets, set_response_scale
 from brainprobe.encoding.features import extract_features, pool
 from brainprobe.encoding.fit import LayerReadout, fit_encoder
 from brainprobe.encoding.predictivity import compute_predictivity, pearson_r
@@ -30,4 +30,5 @@ __all__ = [
     "pearson_r",
     "pool",
     "resolve_targets",
+    "set_response_scale",
 ]

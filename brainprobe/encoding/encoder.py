@@ -85,6 +85,49 @@ def resolve_targets(targets: pd.DataFrame, spec: Any) -> np.ndarray:
     raise DataError(f"target selection {spec!r} must be ROI names (str) or column indices (int), not a mix")
 
 
+ALL_TARGETS = "__all__"
+"""Key of ``mean_response_sd`` for the mean over every output."""
+
+
+def set_response_scale(module: nn.Module, responses: np.ndarray | torch.Tensor) -> nn.Module:
+    """Store on ``module`` the scale its objectives and readouts use: SDs of its responses on training images.
+
+    Sets buffer ``response_sd`` (T, float32; moves with ``.to``) to each output's across-image SD
+    (ddof=1) of ``responses`` and attribute ``mean_response_sd`` (dict) to the SD of the mean
+    response of each ROI's outputs (keys: ROI names of ``module.targets``) and of all outputs
+    (key ``"__all__"``).
+
+    Parameters
+    ----------
+    module : nn.Module
+        A response model (N x 3 x H x W -> N x T), optionally with a ``targets`` table (``roi``).
+    responses : array N x T
+        The module's noise-free responses (predictions) to its training images, N >= 2.
+
+    Returns
+    -------
+    The module (changed in place).
+    """
+    y = torch.as_tensor(np.asarray(responses, dtype=np.float64) if not isinstance(responses, torch.Tensor) else responses)
+    y = y.detach().double().cpu()
+    if y.ndim != 2 or y.shape[0] < 2:
+        raise DataError(f"response scale needs N x T responses to >= 2 training images, got shape {tuple(y.shape)}")
+    sd = y.std(dim=0, unbiased=True)
+    means: dict[str, float] = {ALL_TARGETS: float(y.mean(dim=1).std(unbiased=True))}
+    table = getattr(module, "targets", None)
+    if table is not None and "roi" in table and len(table) == y.shape[1]:
+        rois = pd.Series(table["roi"]).astype(str).to_numpy()
+        for roi in pd.unique(rois):
+            means[str(roi)] = float(y[:, torch.as_tensor(np.flatnonzero(rois == roi))].mean(dim=1).std(unbiased=True))
+    device = next(iter(module.buffers()), next(iter(module.parameters()), torch.empty(0))).device
+    if "response_sd" in getattr(module, "_buffers", {}) or not hasattr(module, "response_sd"):
+        module.register_buffer("response_sd", sd.float().to(device))
+    else:
+        raise DataError(f"{type(module).__name__} has an attribute response_sd that is not a buffer; rename it")
+    module.mean_response_sd = means
+    return module
+
+
 class Encoder(nn.Module):
     """Fitted encoding model: pixels (N x 3 x H x W in [0, 1]) -> responses (N x T).
 
@@ -102,10 +145,15 @@ class Encoder(nn.Module):
     readouts : dict layer -> the fitted stages (standardisation, PCA, ridge) behind the folded map,
         for all the fitted targets (empty on Encoders made by ``subset`` / ``roi_means``).
     provenance : dict of settings, versions and seeds that produced it.
+    response_sd : buffer T (or None): across-image SD (ddof=1) of each output's predictions on the
+        training images. Objectives and analysis readouts divide by it (one scale per model).
+    mean_response_sd : dict: SD of the mean prediction over each ROI's outputs (key: ROI name) and
+        over all outputs (``"__all__"``), on the training images.
     """
 
     weight: torch.Tensor
     bias: torch.Tensor
+    response_sd: torch.Tensor | None
 
     def __init__(
         self,
@@ -121,6 +169,8 @@ class Encoder(nn.Module):
         evaluation: Evaluation | None = None,
         readouts: dict[str, Any] | None = None,
         provenance: dict[str, Any] | None = None,
+        response_sd: np.ndarray | torch.Tensor | None = None,
+        mean_response_sd: dict[str, float] | None = None,
     ) -> None:
         from brainprobe.encoding.features import backbone_name, weights_sha256
         from brainprobe.zoo import truncate
@@ -141,6 +191,13 @@ class Encoder(nn.Module):
         device = next(iter(self.body.parameters()), torch.empty(0)).device
         self.register_buffer("weight", weight.to(device))
         self.register_buffer("bias", bias.to(device))
+        if response_sd is not None:
+            response_sd = torch.as_tensor(response_sd, dtype=torch.float32).reshape(-1)
+            if response_sd.shape != (weight.shape[0],):
+                raise DataError(f"response_sd has {response_sd.numel()} values for {weight.shape[0]} outputs")
+            response_sd = response_sd.to(device)
+        self.register_buffer("response_sd", response_sd)
+        self.mean_response_sd = dict(mean_response_sd or {})
         self.targets = targets.reset_index(drop=True)
         self.predictivity = predictivity
         self.evaluation = evaluation
@@ -181,7 +238,8 @@ class Encoder(nn.Module):
 
     # ----------------------------------------------------------------- derived encoders
     def _derive(self, weight: torch.Tensor, bias: torch.Tensor, targets: pd.DataFrame, evaluation: Evaluation | None,
-                note: str, index: np.ndarray | None = None) -> Encoder:
+                note: str, index: np.ndarray | None = None, response_sd: torch.Tensor | None = None,
+                mean_response_sd: dict[str, float] | None = None) -> Encoder:
         """A new Encoder on the same backbone, cut at the layers this readout still uses."""
         from brainprobe.encoding.predictivity import compute_predictivity
 
@@ -207,14 +265,22 @@ class Encoder(nn.Module):
             feature_sizes=[self.feature_sizes[i] for i in keep], predictivity=predictivity, evaluation=evaluation,
             readouts={},  # the stages map to the parent's columns; only fit_encoder's Encoder carries them
             provenance={**self.provenance, "derived": [*self.provenance.get("derived", []), note]},
+            response_sd=None if response_sd is None else response_sd.cpu(), mean_response_sd=mean_response_sd,
         ).to(self.weight.device)
 
     def subset(self, targets: Any) -> Encoder:
         """A new Encoder predicting only the selected targets (None, ROI name(s) or column indices)."""
         index = resolve_targets(self.targets, targets)
         evaluation = self.evaluation.columns(index) if self.evaluation is not None else None
+        sd = None if self.response_sd is None else self.response_sd[torch.as_tensor(index, device=self.response_sd.device)]
+        # the SD of an ROI's mean prediction still holds where the subset kept the whole ROI
+        parent = self.targets["roi"].astype(str).value_counts()
+        child = self.targets["roi"].astype(str).iloc[index].value_counts()
+        means = {roi: v for roi, v in self.mean_response_sd.items() if roi in child and child[roi] == parent[roi]}
+        if len(set(index.tolist())) == self.n_targets and ALL_TARGETS in self.mean_response_sd:
+            means[ALL_TARGETS] = self.mean_response_sd[ALL_TARGETS]
         return self._derive(self.weight[index], self.bias[index], self.targets.iloc[index], evaluation,
-                            f"subset({len(index)} targets)", index=index)
+                            f"subset({len(index)} targets)", index=index, response_sd=sd, mean_response_sd=means)
 
     def roi_means(self) -> Encoder:
         """A new Encoder with one output per ROI: the mean predicted response of its targets."""
@@ -230,4 +296,9 @@ class Encoder(nn.Module):
                 row["readout_layer"] = ",".join(pd.unique(self.targets["readout_layer"].iloc[g].astype(str)))
             rows.append(row)
         evaluation = self.evaluation.averaged(groups) if self.evaluation is not None else None
-        return self._derive(weight, bias, pd.DataFrame(rows), evaluation, "roi_means")
+        sd = None
+        if self.response_sd is not None and all(roi in self.mean_response_sd for roi in rois):
+            sd = torch.tensor([self.mean_response_sd[roi] for roi in rois], dtype=torch.float32)
+        means = {roi: self.mean_response_sd[roi] for roi in rois if roi in self.mean_response_sd}
+        return self._derive(weight, bias, pd.DataFrame(rows), evaluation, "roi_means", response_sd=sd,
+                            mean_response_sd=means)

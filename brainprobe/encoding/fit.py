@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from brainprobe.encoding.encoder import Encoder, Evaluation
+from brainprobe.encoding.encoder import Encoder, Evaluation, set_response_scale
 from brainprobe.encoding.features import check_layers, check_pooling, extract_features
 from brainprobe.encoding.ridge import RidgeReadout, Score, fit_ridge, make_cv, standardization
 from brainprobe.errors import ConfigError, DataError, ModelError
@@ -158,9 +158,15 @@ def fit_encoder(
     DataError
         No test images, fewer training images than folds, no non-constant target.
     """
+    from brainprobe.data import Dataset
     from brainprobe.encoding.predictivity import compute_predictivity
     from brainprobe.zoo import Backbone, load_backbone
 
+    if not isinstance(dataset, Dataset):
+        raise DataError(
+            f"fit_encoder needs a brainprobe.data.Dataset, got {type(dataset).__name__}; build one with "
+            "Dataset(stimuli, responses), load_generic(...) or Dataset.load(path)"
+        )
     if isinstance(backbone_name_or_module, str):
         backbone = load_backbone(backbone_name_or_module, device=device)
     elif isinstance(backbone_name_or_module, Backbone):
@@ -223,6 +229,7 @@ def fit_encoder(
     weight = np.zeros((len(targets), sum(sizes)))
     bias = np.zeros(len(targets))
     y_pred = np.zeros((len(test), len(targets)))
+    y_fit = np.zeros((len(train), len(targets)))  # predictions on the training images: the model's scale
     alpha = np.zeros(len(targets))
     cv_score = np.zeros(len(targets))
     start = 0
@@ -232,6 +239,7 @@ def fit_encoder(
         weight[cols, start : start + size] = W[:, cols].T
         bias[cols] = b[cols]
         y_pred[:, cols] = feats[lay][test].astype(np.float64) @ W[:, cols] + b[cols]
+        y_fit[:, cols] = feats[lay][train].astype(np.float64) @ W[:, cols] + b[cols]
         alpha[cols] = readouts[lay].ridge.alphas[cols]
         cv_score[cols] = readouts[lay].ridge.cv_scores[cols]
         start += size
@@ -271,10 +279,11 @@ def fit_encoder(
     predictivity = compute_predictivity(responses[test], y_pred, targets, noise_ceiling, attrs=nc_attrs, **settings)
     predictivity = _with_fit_details(predictivity, alpha, cv_score, target_layer, candidates, rois, roi_cv, chosen)
     evaluation = Evaluation(responses[test], y_pred, noise_ceiling, test_trials, settings)
-    return Encoder(
+    encoder = Encoder(
         backbone, used, pooling, weight, bias, targets, feature_sizes=sizes, predictivity=predictivity,
         evaluation=evaluation, readouts={lay: readouts[lay] for lay in used}, provenance=provenance,
     )
+    return set_response_scale(encoder, y_fit)
 
 
 def _with_fit_details(ds: Any, alpha: np.ndarray, cv_score: np.ndarray, target_layer: np.ndarray,

@@ -184,3 +184,27 @@ def test_extract_features_cache(mobilenet_dataset, monkeypatch):
     np.testing.assert_allclose(first["features.4"], ref, rtol=1e-5, atol=1e-6)
     uncached = extract_features(backbone, images, "features.4", pooling="avgpool2", cache=False, batch_size=3)
     np.testing.assert_allclose(uncached["features.4"], ref, rtol=1e-5, atol=1e-6)
+
+
+def test_response_sd_on_training_images_survives_subset_roi_means_and_pickle(mobilenet_dataset, tmp_path):
+    enc = fit_encoder("mobilenet_v2", mobilenet_dataset, layer="features.4", cv=3, n_boot=20)
+    train = mobilenet_dataset.images(mobilenet_dataset.train_index)
+    with torch.no_grad():
+        pred = enc(train).double()
+    assert "response_sd" in dict(enc.named_buffers())
+    torch.testing.assert_close(enc.response_sd.double(), pred.std(0), rtol=1e-4, atol=1e-6)
+    rois = enc.targets["roi"].to_numpy()
+    for roi in ("early", "late"):
+        assert enc.mean_response_sd[roi] == pytest.approx(float(pred[:, rois == roi].mean(1).std()), rel=1e-4)
+    assert enc.mean_response_sd["__all__"] == pytest.approx(float(pred.mean(1).std()), rel=1e-4)
+    late = enc.subset("late")
+    torch.testing.assert_close(late.response_sd, enc.response_sd[torch.as_tensor(np.flatnonzero(rois == "late"))])
+    assert set(late.mean_response_sd) == {"late"}
+    assert "early" not in enc.subset([0, 7]).mean_response_sd  # ROI "early" only in part: no ROI-mean SD
+    means = enc.roi_means()
+    np.testing.assert_allclose(means.response_sd.numpy(), [enc.mean_response_sd["early"], enc.mean_response_sd["late"]],
+                               rtol=1e-6)
+    torch.save(enc, tmp_path / "enc.pt")
+    back = torch.load(tmp_path / "enc.pt", weights_only=False)
+    torch.testing.assert_close(back.response_sd, enc.response_sd)
+    assert back.mean_response_sd == enc.mean_response_sd
