@@ -22,8 +22,9 @@ _PUBLIC: dict[str, str] = {
     "register_robustified": "brainprobe.zoo",
     "Backbone": "brainprobe.zoo",
     "BackboneSpec": "brainprobe.zoo",
-    "robustify": "brainprobe.zoo.robustify",
-    "evaluate_robustified": "brainprobe.zoo.robustify_eval",
+    # robust
+    "robustify": "brainprobe.robust",
+    "evaluate_robustified": "brainprobe.robust",
     # data
     "Dataset": "brainprobe.data",
     "SimulatedBrain": "brainprobe.data",
@@ -32,6 +33,7 @@ _PUBLIC: dict[str, str] = {
     "load_nsd": "brainprobe.data",
     "load_algonauts": "brainprobe.data",
     "load_generic": "brainprobe.data",
+    "load_rdm_benchmark": "brainprobe.data",
     "noise_ceiling_ncsnr": "brainprobe.data",
     "split_half_reliability": "brainprobe.data",
     "library_photos": "brainprobe.data",
@@ -66,6 +68,9 @@ _PUBLIC: dict[str, str] = {
     "l2_linf": "brainprobe.analysis",
     "linearity": "brainprobe.analysis",
     "semantics": "brainprobe.analysis",
+    "rsa_benchmark": "brainprobe.analysis",
+    "rsa_fragility": "brainprobe.analysis",
+    "linear_cka": "brainprobe.analysis",
     # report
     "build_report": "brainprobe.report",
     "export_stimuli": "brainprobe.report",

@@ -2,7 +2,8 @@
 
 Each sub-module registers its commands on the one typer app through ``register(app)``; the
 modules import the heavy parts of brainprobe lazily inside their commands, so ``--help`` is fast.
-User errors (:class:`brainprobe.errors.BrainprobeError`) print one line and exit with code 2.
+User errors (:class:`brainprobe.errors.BrainprobeError`), usage errors and failed reads/writes
+(OSError: disk full, read-only folder) print one line and exit with code 2; see docs/errors.md.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import typer
 
 from brainprobe._version import __version__
 from brainprobe.cli import data, encoding, pipeline, report, robustify, zoo
-from brainprobe.errors import BrainprobeError
+from brainprobe.errors import BrainprobeError, OutputError
 
 app = typer.Typer(
     name="brainprobe",
@@ -58,10 +59,37 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
-    except Exception as err:  # click usage errors arrive here in non-standalone mode
+    except typer.TyperException as err:  # usage errors (bad option value, unknown option) in non-standalone mode
+        typer.echo(f"error: {usage_line(err)}", err=True)
+        sys.exit(2)
+    except OSError as err:  # disk full, read-only folder, permission denied while writing or reading
+        typer.echo(f"error: {OutputError.from_os_error(err)}", err=True)
+        sys.exit(OutputError.exit_code)
+    except Exception as err:
         import click
 
-        if isinstance(err, click.ClickException):
-            err.show()
+        if isinstance(err, click.ClickException):  # a command that raised plain click's exceptions
+            typer.echo(f"error: {usage_line(err)}", err=True)
             sys.exit(2)
         raise
+
+
+def usage_line(err: Exception) -> str:
+    """One line for a command-line usage error: click's message plus where to read the usage.
+
+    Parameters
+    ----------
+    err : Exception
+        A typer / click ``ClickException`` (``BadParameter``, ``NoSuchOption``, ``MissingParameter`` ...).
+
+    Returns
+    -------
+    str
+        ``"<message>; see 'brainprobe CMD --help'"`` on one line.
+    """
+    fmt = getattr(err, "format_message", None)
+    message = fmt() if callable(fmt) else str(err)
+    message = " ".join(str(message).split()).rstrip(".")
+    ctx = getattr(err, "ctx", None)
+    path = getattr(ctx, "command_path", None) or "brainprobe"
+    return f"{message}; see '{path} --help'"

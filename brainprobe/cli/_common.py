@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-from brainprobe.errors import ConfigError
-
 
 def parse_eps(text: str, option: str = "--eps") -> float:
     """A budget from the command line: ``"0.1"``, ``"2/255"``, ``"1e-2"`` -> float.
 
-    Raises a one-line ConfigError naming the option when ``text`` is not a positive number.
+    Raises a one-line ConfigError naming the option when ``text`` is not a finite number > 0
+    (:func:`brainprobe._budget.parse_budget`, shared with the Python API's ``probe``).
     """
-    try:
-        if "/" in text:
-            num, den = text.split("/", 1)
-            value = float(num) / float(den)
-        else:
-            value = float(text)
-    except (ValueError, ZeroDivisionError):
-        raise ConfigError(
-            f"{option}: expected a number such as 0.1 or 2/255 ({option} {text!r} is not a number)"
-        ) from None
-    if not value > 0:
-        raise ConfigError(f"{option}: must be > 0, got {text!r}")
-    return value
+    from brainprobe._budget import parse_budget
+
+    return parse_budget(text, option)

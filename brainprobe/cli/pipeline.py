@@ -19,6 +19,9 @@ def register(app: typer.Typer) -> None:
         executor: Optional[str] = typer.Option(None, "--executor", help="local or ray (overrides executor.kind)."),
         address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (overrides executor.address)."),
         device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or auto (overrides device)."),
+        replace: bool = typer.Option(
+            False, "--replace", help="Overwrite a run folder that holds the results of a different config."
+        ),
     ) -> None:
         """Run a whole study: data -> fit -> probes -> transfer -> analyses -> report."""
         from brainprobe.config import load_yaml_model
@@ -26,12 +29,15 @@ def register(app: typer.Typer) -> None:
 
         cfg = load_yaml_model(config, RunConfig)
         cfg = _override(cfg, output=output, executor=executor, address=address, device=device, source=str(config))
-        _run(cfg, str(config))
+        _run(cfg, str(config), replace=replace)
 
     @app.command("demo")
     def demo_cmd(
         output: Optional[Path] = typer.Option(None, "--output", "-o", help="Run folder (default runs/demo)."),
         executor: Optional[str] = typer.Option(None, "--executor", help="local or ray."),
+        replace: bool = typer.Option(
+            False, "--replace", help="Overwrite a run folder that holds the results of another config."
+        ),
     ) -> None:
         """The offline demo: two SIMULATED brains, offline candidate models, every finding per brain."""
         from brainprobe.pipeline.demo import demo_config
@@ -39,7 +45,8 @@ def register(app: typer.Typer) -> None:
         cfg, source = demo_config()
         cfg = _override(cfg, output=output, executor=executor, address=None, device=None, source=source)
         typer.echo("brainprobe demo: SIMULATED data (two image-computable brains); nothing is trained.")
-        _run(cfg, source)
+        # a previous demo's folder (same shipped config file, e.g. of an older brainprobe) is the demo's own
+        _run(cfg, source, replace=replace or _config_source(cfg.output.dir) == source)
 
 
 def _override(cfg, *, output, executor, address, device, source):  # type: ignore[no-untyped-def]
@@ -63,11 +70,21 @@ def _override(cfg, *, output, executor, address, device, source):  # type: ignor
         raise ConfigError(format_validation_error(err, f"{source} (with command-line options)")) from None
 
 
-def _run(cfg, source: str) -> None:  # type: ignore[no-untyped-def]
+def _config_source(run_dir: Path) -> str | None:
+    """``config_source`` recorded in ``run_dir/manifest.json`` (None when there is none to read)."""
+    import json
+
+    try:
+        return json.loads((Path(run_dir) / "manifest.json").read_text()).get("config_source")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _run(cfg, source: str, *, replace: bool = False) -> None:  # type: ignore[no-untyped-def]
     from brainprobe.pipeline import run_pipeline
 
     t0 = time.perf_counter()
-    run_dir = run_pipeline(cfg, source=source)
+    run_dir = run_pipeline(cfg, source=source, replace=replace)
     report = run_dir / "report.html"
     typer.echo(f"done in {time.perf_counter() - t0:.0f} s; run folder {run_dir.resolve()}")
     if report.is_file():

@@ -68,7 +68,7 @@ def register(app: typer.Typer) -> None:
         if evaluate is not None:
             if source is not None:
                 raise ConfigError("robustify: give either SOURCE (to train) or --evaluate NAME, not both")
-            from brainprobe.zoo.robustify_eval import evaluate_robustified
+            from brainprobe.robust import evaluate_robustified
 
             if eval_steps < 1:
                 raise ConfigError(f"--eval-steps must be >= 1, got {eval_steps}")
@@ -84,7 +84,8 @@ def register(app: typer.Typer) -> None:
             return
         if source is None:
             raise ConfigError("robustify: give the backbone to robustify (e.g. mobilenet_v2) or --evaluate NAME")
-        from brainprobe.zoo.robustify import default_output_dir, robust_name, robustify
+        from brainprobe.robust import default_output_dir, robustify
+        from brainprobe.zoo import robust_name
 
         eps_value = parse_eps(eps)
         budget = parse_duration(time) if time is not None else None

@@ -71,7 +71,7 @@ def minimal_eps(
     """
     norm = _norm(norm)
     x_cpu = as_images(images)
-    grid = _eps_list(eps_grid)
+    grid = _eps_list(eps_grid, "eps_grid")
     if bool((grid[1:] <= grid[:-1]).any()) or float(grid[0]) <= 0:
         raise ConfigError(f"eps_grid must be positive and increasing, got {grid.tolist()}")
     if bisect_steps < 0 or steps < 1:

@@ -30,13 +30,21 @@ def _norm(norm: str) -> str:
     raise ConfigError(f"norm must be 'l2' or 'linf', got {norm!r}")
 
 
-def _eps_list(eps: float | Sequence[float] | torch.Tensor) -> torch.Tensor:
-    arr = torch.as_tensor(eps, dtype=torch.float64).flatten()
-    if arr.numel() == 0:
-        raise ConfigError("eps is empty; give one budget or a list of budgets")
-    if not bool(torch.isfinite(arr).all()) or bool((arr < 0).any()):
-        raise ConfigError(f"eps must be finite and >= 0, got {arr.tolist()}")
-    return arr.float()
+def _eps_list(eps: float | str | Sequence[float | str] | torch.Tensor | np.ndarray, where: str = "eps") -> torch.Tensor:
+    """Budgets as a float32 tensor (E,): a number, a fraction string such as ``"2/255"``, or a
+    sequence / array of them; each finite and > 0, else a one-line ConfigError naming the value."""
+    from brainprobe._budget import parse_budget
+
+    if isinstance(eps, (torch.Tensor, np.ndarray)):
+        items: list[Any] = np.asarray(eps.detach().cpu() if isinstance(eps, torch.Tensor) else eps).reshape(-1).tolist()
+    elif isinstance(eps, (str, bytes)) or not isinstance(eps, (Sequence, set, frozenset)):
+        items = [eps]
+    else:
+        items = list(eps)
+    if not items:
+        raise ConfigError(f"{where} is empty; give one budget or a list of budgets such as [0.25, 0.5] or ['2/255']")
+    values = [parse_budget(v, where if len(items) == 1 else f"{where}[{i}]") for i, v in enumerate(items)]
+    return torch.tensor(values, dtype=torch.float64).float()
 
 
 def as_images(images: Any) -> torch.Tensor:
@@ -59,7 +67,13 @@ def as_images(images: Any) -> torch.Tensor:
     x = x.detach().float()
     if x.shape[0] == 0:
         raise DataError("probe images are empty; give at least one image")
-    if not bool(torch.isfinite(x).all()) or float(x.min()) < 0 or float(x.max()) > 1:
+    bad = int((~torch.isfinite(x)).sum())
+    if bad:
+        raise DataError(
+            f"probe images contain {bad} NaN/Inf pixel values (first in image {int(torch.nonzero(~torch.isfinite(x))[0, 0])}); "
+            "give finite pixels in [0, 1]"
+        )
+    if float(x.min()) < 0 or float(x.max()) > 1:
         raise DataError(
             f"probe images must lie in [0, 1] (got range {float(x.min()):.3g}..{float(x.max()):.3g}); "
             "divide uint8 pixels by 255 and keep normalisation inside the model"
@@ -123,15 +137,11 @@ def prepare_any_format(
     except RuntimeError as err:
         if not (auto_format and cfg.channels_last):
             raise
-        warnings.warn(
-            f"probe: the model failed in channels-last format ({str(err).splitlines()[0][:120]}); "
-            "running NCHW (pass channels_last=False to skip the attempt)",
-            stacklevel=3,
-        )
-        cfg.channels_last = False
-        for m in models:
-            m.to(memory_format=torch.contiguous_format)
-        return prepare(model, objectives, images, cfg)
+        first = (str(err).splitlines() or [type(err).__name__])[0][:200]
+        raise DataError(
+            f"probe: the model failed on the clean images of shape {tuple(images.shape)} (N x 3 x H x W): {first}; "
+            "give images at the resolution and layout the model takes"
+        ) from err
 
 
 def probe(
@@ -139,7 +149,7 @@ def probe(
     images: Any,
     *,
     norm: str,
-    eps: float | Sequence[float] | torch.Tensor,
+    eps: float | str | Sequence[float | str] | torch.Tensor,
     objective: Objective | str | Sequence[Objective | str],
     steps: int = 10,
     step_size: float | Sequence[float] | None = None,
@@ -170,8 +180,9 @@ def probe(
     images : Tensor N x 3 x H x W float in [0, 1], or uint8 N x H x W x 3
     norm : {"l2", "linf"}
         l2 norm over all 3*H*W pixel values, or max abs pixel change.
-    eps : float or sequence of E floats
-        Budgets in [0, 1] pixel units (e.g. linf 4/255).
+    eps : float, str, or a sequence / array of E of them
+        Budgets in [0, 1] pixel units (e.g. linf ``4/255`` or the string ``"4/255"``), each finite
+        and > 0; anything else raises ConfigError.
     objective : Objective, str, or a sequence of them
         What to do (``Drive``, ``Shift``, ``Toward``, ``Contrast``, ``Ensemble`` or a shorthand
         such as ``"drive:V1"``). A sequence returns one result per objective, all packed together.

@@ -10,7 +10,8 @@ Usage::
 Offline models: mobilenet_v2, efficientnet_lite0/1/2, vgg19 (trunk). The paper's models
 (alexnet, vgg16, resnet18, resnet50, densenet161, resnet50_l2_eps*, resnet50_linf_eps*) need
 ``brainprobe weights fetch NAME`` or ``weights=PATH``. Robustified copies are discovered from
-recipe JSON + safetensors files (see :mod:`brainprobe.zoo.robust_registry`).
+recipe JSON + safetensors files (see :mod:`brainprobe.zoo.robust_registry`); they are made by
+:mod:`brainprobe.robust`, which the zoo never imports.
 
 Only torch, torchvision, numpy and the standard library are imported at module level.
 """
@@ -19,8 +20,8 @@ from __future__ import annotations
 
 from brainprobe.zoo.backbone import Backbone, Preprocess, freeze, load_backbone
 from brainprobe.zoo.madry import convert_madry_checkpoint
-from brainprobe.zoo.registry import get_spec, list_models
-from brainprobe.zoo.robust_registry import RECIPE_KEYS, register_robustified, robust_name
+from brainprobe.zoo.registry import get_spec, list_models, register_robustified
+from brainprobe.zoo.robust_registry import RECIPE_KEYS, robust_name
 from brainprobe.zoo.spec import BackboneSpec, Normalization, Training, WeightSource
 from brainprobe.zoo.truncate import Truncated, layer_names, truncate
 from brainprobe.zoo.weights import fetch, is_available, weights_dir

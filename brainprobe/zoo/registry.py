@@ -9,6 +9,7 @@ from pathlib import Path
 
 from brainprobe.errors import ModelError
 from brainprobe.zoo import architectures as arch
+from brainprobe.zoo.robust_registry import discover_robustified, spec_from_recipe
 from brainprobe.zoo.spec import BackboneSpec, Normalization, Training, WeightSource
 
 # ---------------------------------------------------------------- offline (weights in packages)
@@ -229,8 +230,6 @@ def _static() -> dict[str, BackboneSpec]:
 
 
 def _all() -> dict[str, BackboneSpec]:
-    from brainprobe.zoo.robust_registry import discover_robustified
-
     specs = dict(_static())
     for spec in discover_robustified(specs):
         specs.setdefault(spec.name, spec)
@@ -273,5 +272,27 @@ def offline_names() -> list[str]:
     return [s.name for s in list_models() if s.weights.kind in ("package", "robustified") and is_available(s)]
 
 
-def _register(spec: BackboneSpec) -> None:
+def register_robustified(recipe_path: str | Path) -> BackboneSpec:
+    """Register the robustified copy described by ``recipe_path`` (for this process).
+
+    Parameters
+    ----------
+    recipe_path : path
+        Recipe JSON (keys :data:`brainprobe.zoo.robust_registry.RECIPE_KEYS`), with
+        ``<name>.safetensors`` beside it.
+
+    Returns
+    -------
+    BackboneSpec
+        Loadable with ``load_backbone(spec.name)``; the sha256 is checked at load.
+
+    Raises
+    ------
+    ModelError
+        The recipe is missing, unreadable, lacks keys or names an unknown source model.
+    WeightsError
+        The safetensors file is not beside the recipe.
+    """
+    spec = spec_from_recipe(recipe_path, _static())
     _REGISTERED[spec.name] = spec
+    return spec

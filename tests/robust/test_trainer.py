@@ -22,7 +22,7 @@ def photos() -> list[np.ndarray]:
 
 
 def _run(photos, tmp_path, **kw):  # type: ignore[no-untyped-def]
-    from brainprobe.zoo.robustify import robustify
+    from brainprobe.robust import robustify
 
     args = dict(layers=[LAYER], norm="l2", eps=0.5, pgd_steps=2, steps=3, lr=1e-3, optimizer="adam", batch_size=4, resolution=32,
                 images=photos, seed=3, out_dir=tmp_path, progress=False)
@@ -165,7 +165,7 @@ def test_bad_arguments_are_one_line_errors(photos, tmp_path, kw, error, match) -
 def test_image_folder_source(tmp_path) -> None:
     from PIL import Image
 
-    from brainprobe.zoo.robustify import _training_photos
+    from brainprobe.robust._trainer import _training_photos
 
     rng = np.random.default_rng(0)
     for i in range(2):
@@ -207,7 +207,7 @@ def test_ctrl_c_stops_at_a_step_boundary_and_resumes_exactly(photos, tmp_path, r
     import os
     import signal
 
-    from brainprobe.zoo import robustify as rb
+    from brainprobe.robust import _trainer as rb
 
     real_sample = rb.CropSampler.sample
     calls = {"n": 0}

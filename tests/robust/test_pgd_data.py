@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from brainprobe.zoo.robustify_data import CropSampler, as_photo_list
-from brainprobe.zoo.robustify_pgd import pgd_maximize, project
+from brainprobe.robust import CropSampler, as_photo_list
+from brainprobe.robust import pgd_maximize, project
 
 
 @pytest.mark.parametrize("norm", ["l2", "linf"])
@@ -74,7 +74,7 @@ def test_crop_sampler_is_seeded_and_resumable() -> None:
 
 
 def test_feature_distance_is_relative_squared_error() -> None:
-    from brainprobe.zoo.robustify import feature_distance
+    from brainprobe.robust import feature_distance
 
     t = {"a": torch.ones(2, 4), "b": 2 * torch.ones(2, 3)}
     s = {"a": torch.zeros(2, 4), "b": 2 * torch.ones(2, 3)}

@@ -15,7 +15,7 @@ LAYER = "features.4"
 def _fake_robustified(tmp_path, name_eps: float, net: torch.nn.Module):  # type: ignore[no-untyped-def]
     """Write ``net`` as if robustify had made it, and register it."""
     from brainprobe.zoo import load_backbone, register_robustified, robust_name
-    from brainprobe.zoo.robustify import save_robustified
+    from brainprobe.robust import save_robustified
 
     recipe = {
         "name": robust_name(SOURCE, "l2", name_eps), "source_model": SOURCE,
@@ -42,7 +42,7 @@ def crops() -> np.ndarray:
 
 
 def _evaluate(name, crops):  # type: ignore[no-untyped-def]
-    from brainprobe.zoo.robustify_eval import evaluate_robustified
+    from brainprobe.robust import evaluate_robustified
 
     return evaluate_robustified(name, crops=crops, l2_budgets=[0.25], linf_budgets=[1 / 255], pgd_steps=3,
                                 n_targets=16, n_boot=200, seed=0)
@@ -87,14 +87,14 @@ def test_an_unfaithful_student_warns(tmp_path, crops) -> None:
 
 def test_evaluate_rejects_a_standard_model() -> None:
     from brainprobe.errors import ModelError
-    from brainprobe.zoo.robustify_eval import evaluate_robustified
+    from brainprobe.robust import evaluate_robustified
 
     with pytest.raises(ModelError, match="not a robustified model"):
         evaluate_robustified(SOURCE)
 
 
 def test_bootstrap_ci_brackets_the_mean() -> None:
-    from brainprobe.zoo.robustify_eval import bootstrap_ci
+    from brainprobe.robust import bootstrap_ci
 
     x = np.random.default_rng(0).normal(size=400)
     value, lo, hi = bootstrap_ci(np.mean, x, n_boot=1000, seed=0)
