@@ -58,7 +58,43 @@ def run_stage(stage: str, entries: list[Entry], cache: Cache, executor: Any, log
     log.add(stage, len(unique), len(entries) - len(todo), time.perf_counter() - t0)
 
 
-def run_pipeline(config: RunConfig | str | Path, *, source: str | None = None) -> Path:
+def check_run_folder(config: RunConfig, source: str, *, replace: bool = False) -> None:
+    """Refuse an output folder that holds the results of another config (nothing is written).
+
+    A folder whose ``manifest.json`` records the same ``config_sha256`` is resumed / re-used; one
+    written by a different config, or holding ``results.nc`` / ``report.html`` without a readable
+    manifest, raises unless ``replace`` is True.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the folder, both config hashes and what to do.
+    """
+    import json
+
+    from brainprobe.errors import ConfigError
+    from brainprobe.pipeline.outputs import config_sha256
+
+    run_dir = Path(config.output.dir)
+    if replace or not run_dir.is_dir():
+        return
+    manifest = run_dir / "manifest.json"
+    mine = config_sha256(config)
+    try:
+        theirs = json.loads(manifest.read_text()).get("config_sha256") if manifest.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        theirs = "unreadable manifest"
+    if theirs is None and not any((run_dir / f).exists() for f in ("results.nc", "report.html")):
+        return  # empty folder, or a first run that stopped before writing its outputs
+    if theirs != mine:
+        raise ConfigError(
+            f"{run_dir}: output.dir holds the results of a different config (config sha256 {str(theirs)[:12]}, "
+            f"{source} has {mine[:12]}); choose another output.dir (--output), or pass --replace "
+            "(run_pipeline(..., replace=True)) to overwrite them"
+        )
+
+
+def run_pipeline(config: RunConfig | str | Path, *, source: str | None = None, replace: bool = False) -> Path:
     """Run a whole study and return its run folder.
 
     Parameters
@@ -67,6 +103,9 @@ def run_pipeline(config: RunConfig | str | Path, *, source: str | None = None) -
         A RunConfig or the path of a YAML config.
     source
         Name of the config in error messages (default: the path, or ``config``).
+    replace
+        Overwrite the outputs of a different config in ``output.dir`` (default: refuse with a
+        ConfigError before anything is written; a re-run of the same config resumes).
 
     Returns
     -------
@@ -81,6 +120,7 @@ def run_pipeline(config: RunConfig | str | Path, *, source: str | None = None) -
         config = load_config(config)
     else:
         validate_config(config, source or "config")
+    check_run_folder(config, source or "config", replace=replace)
     started = time.time()
     threads_before = torch.get_num_threads()
     torch.set_num_threads(config.threads)

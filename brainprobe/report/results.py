@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 import xarray as xr
 
+from brainprobe._version import __version__
 from brainprobe.errors import DataError
 
 
@@ -60,13 +61,22 @@ def _findings_frame(ds: xr.Dataset) -> pd.DataFrame:
     return frame
 
 
+def _version_key(version: str) -> tuple[int, ...]:
+    """``"0.1.0"`` -> (0, 1, 0); the leading numeric release part only ('' -> ())."""
+    import re
+
+    match = re.match(r"\s*v?(\d+(?:\.\d+)*)", version)
+    return tuple(int(p) for p in match.group(1).split(".")) if match else ()
+
+
 def load_run(run_dir: str | Path) -> RunResults:
     """Read ``run_dir/results.nc`` and ``run_dir/manifest.json``.
 
     Raises
     ------
     DataError
-        The folder or its results.nc is missing or unreadable (names the path).
+        The folder or its results.nc is missing or unreadable, or results.nc was written by a newer
+        brainprobe (names the path).
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -79,6 +89,13 @@ def load_run(run_dir: str | Path) -> RunResults:
     except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file for the user
         raise DataError(f"{path}: cannot read results.nc ({type(exc).__name__}: {exc}); re-run the analyses") from None
     try:
+    written_by = str(tree.attrs.get("brainprobe_version", ""))
+    if _version_key(written_by) > _version_key(__version__):
+        tree.close()
+        raise DataError(
+            f"{path}: written by brainprobe {written_by}, newer than this brainprobe {__version__}; "
+            "upgrade brainprobe (pip install -U brainprobe) or re-run the analyses with this version"
+        )
         run = RunResults(run_dir=run_dir, attrs=dict(tree.attrs))
         for node in tree.subtree:
             if node is tree or not node.has_data:
