@@ -88,7 +88,6 @@ def load_run(run_dir: str | Path) -> RunResults:
         tree = xr.open_datatree(path, engine="h5netcdf")
     except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file for the user
         raise DataError(f"{path}: cannot read results.nc ({type(exc).__name__}: {exc}); re-run the analyses") from None
-    try:
     written_by = str(tree.attrs.get("brainprobe_version", ""))
     if _version_key(written_by) > _version_key(__version__):
         tree.close()
@@ -96,6 +95,7 @@ def load_run(run_dir: str | Path) -> RunResults:
             f"{path}: written by brainprobe {written_by}, newer than this brainprobe {__version__}; "
             "upgrade brainprobe (pip install -U brainprobe) or re-run the analyses with this version"
         )
+    try:
         run = RunResults(run_dir=run_dir, attrs=dict(tree.attrs))
         for node in tree.subtree:
             if node is tree or not node.has_data:
