@@ -133,9 +133,22 @@ def prepare_any_format(
     """:func:`prepare`; when channels-last was chosen automatically and the clean pass fails in it,
     warn, set ``cfg.channels_last = False``, convert ``models`` back to NCHW and prepare again."""
     try:
-        return prepare(model, objectives, images, cfg)
-    except RuntimeError as err:
-        if not (auto_format and cfg.channels_last):
+        try:
+            return prepare(model, objectives, images, cfg)
+        except RuntimeError as err:
+            if not (auto_format and cfg.channels_last) or isinstance(err, torch.cuda.OutOfMemoryError):
+                raise
+            warnings.warn(
+                f"probe: the model failed in channels-last format ({str(err).splitlines()[0][:120]}); "
+                "running NCHW (pass channels_last=False to skip the attempt)",
+                stacklevel=3,
+            )
+            cfg.channels_last = False
+            for m in models:
+                m.to(memory_format=torch.contiguous_format)
+            return prepare(model, objectives, images, cfg)
+    except RuntimeError as err:  # the model cannot take these images (resolution, channels)
+        if isinstance(err, torch.cuda.OutOfMemoryError):
             raise
         first = (str(err).splitlines() or [type(err).__name__])[0][:200]
         raise DataError(
