@@ -71,8 +71,9 @@ def simulate(
 
     if out.exists() and not force:
         raise DataError(f"{out}: file exists; pass --force to overwrite it")
-    if not out.parent.exists():
-        raise DataError(f"{out}: folder {out.parent} does not exist")
+    if not out.parent.is_dir():
+        what = "is a file, not a folder" if out.parent.exists() else "does not exist"
+        raise DataError(f"{out}: folder {out.parent} {what}; choose an existing folder for --out")
     from brainprobe.zoo import get_spec
 
     get_spec(brain)  # unknown model: one-line error before any heavy work

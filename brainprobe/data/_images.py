@@ -38,7 +38,11 @@ def as_rgb_uint8(images: np.ndarray, where: str = "stimuli") -> np.ndarray:
         arr = arr.astype(np.uint8) * 255
     elif np.issubdtype(arr.dtype, np.floating):
         if not np.all(np.isfinite(arr)):
-            raise DataError(f"{where}: float images contain NaN or Inf")
+            bad = ~np.isfinite(arr)
+            raise DataError(
+                f"{where}: float images contain {int(bad.sum())} NaN or Inf values "
+                f"(in {int(bad.reshape(len(arr), -1).any(axis=1).sum())} of {len(arr)} images); give finite values in [0, 1]"
+            )
         lo, hi = float(arr.min(initial=0.0)), float(arr.max(initial=0.0))
         if lo < 0.0 or hi > 1.0:
             raise DataError(

@@ -6,6 +6,7 @@ Saved as one netCDF4 file through xarray (h5netcdf engine); see docs/data.md for
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from brainprobe.data._images import as_rgb_uint8
-from brainprobe.errors import DataError
+from brainprobe.errors import DataError, OutputError
 
 _FORMAT = "brainprobe.Dataset/1"
 _TEXT_SPEC = "None, an ROI name, a list of ROI names or a list of int column indices"
@@ -432,7 +433,7 @@ class Dataset:
         return ds
 
     def save(self, path: str | Path) -> Path:
-        """Write the dataset to one netCDF4 file (h5netcdf engine); returns the path."""
+        """Write the dataset to one netCDF4 file (h5netcdf engine), atomically; returns the path."""
         from brainprobe._version import __version__
 
         path = Path(path)
@@ -441,7 +442,22 @@ class Dataset:
         ds = self.to_xarray()
         ds.attrs["brainprobe_version"] = __version__
         encoding = {"stimuli": {"zlib": True, "complevel": 4}}
-        ds.to_netcdf(path, engine="h5netcdf", encoding=encoding)
+        # serialised in memory (HDF5 never writes to disk, where a full disk crashes it), then written
+        # through a temporary beside the target and a rename: a failed write leaves any old file intact
+        data = ds.to_netcdf(engine="h5netcdf", encoding=encoding)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as err:  # disk full, file too large, read-only folder: one line naming the file
+            tmp.unlink(missing_ok=True)
+            raise OutputError.from_os_error(err, path) from None
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return path
 
     @classmethod
@@ -457,7 +473,13 @@ class Dataset:
                 ds = ds.load()
         except Exception as exc:  # h5py/xarray raise many types for corrupt files
             raise DataError(f"{path}: not a readable netCDF dataset ({type(exc).__name__}: {exc})") from None
-        if ds.attrs.get("format") != _FORMAT:
+        fmt = str(ds.attrs.get("format", ""))
+        if fmt.startswith("brainprobe.Dataset/") and fmt != _FORMAT:
+            raise DataError(
+                f"{path}: dataset format '{fmt}' (brainprobe {ds.attrs.get('brainprobe_version', '?')}) is not "
+                f"'{_FORMAT}', the one this brainprobe reads; upgrade brainprobe (pip install -U brainprobe)"
+            )
+        if fmt != _FORMAT:
             raise DataError(f"{path}: not a brainprobe dataset (missing format attribute '{_FORMAT}')")
         columns = json.loads(ds.attrs["target_columns"])
         targets = pd.DataFrame({"target": ds["target"].values.astype(str).astype(object)})
