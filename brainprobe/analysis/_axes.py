@@ -164,6 +164,7 @@ def coding_axes(
     n_boot: int = 1000,
     level: float = 0.95,
     seed: int = 0,
+    groups: Any = None,
     info: Any = None,
     batch_size: int = 4,
 ) -> xr.Dataset:
@@ -173,6 +174,10 @@ def coding_axes(
     of its ROI responses w.r.t. the pixels (:func:`local_axes`); alignment of two models at an
     image = mean squared cosine of the principal angles between their subspaces
     (:func:`subspace_alignment`), 1 = same axes, ``chance`` = k / P for random subspaces.
+
+    groups : sequence of N labels, optional
+        One label per probed image (e.g. the photo each crop was cut from); bootstraps resample
+        groups (cluster bootstrap) instead of single images.
 
     Returns
     -------
@@ -217,7 +222,7 @@ def coding_axes(
                 for j in range(i, len(names)):
                     align[ri, i, j] = align[ri, j, i] = subspace_alignment(axes[a], axes[names[j]])
             axes.clear()
-    w = boot_weights(n, n_boot, seed)
+    w = boot_weights(n, n_boot, seed, groups=groups)
     lo, hi = ci(boot_means(align, w), level)
     table = model_info(members, info)
     if brain is not None and table.loc[brain_name, "architecture"] == "unknown":

@@ -243,6 +243,42 @@ def target_sd(clean: torch.Tensor | np.ndarray, what: str = "responses") -> np.n
     return sd
 
 
+def model_sd(model: nn.Module, clean: torch.Tensor | np.ndarray, what: str = "responses") -> np.ndarray:
+    """Per-output scale T of a model's readouts: its ``response_sd`` when it has one, else ``target_sd(clean)``.
+
+    ``response_sd`` is the SD of the model's predictions on its training images (fitted Encoders
+    carry it; a SimulatedBrain after ``set_response_scale``), the same scale its probe objectives
+    used, so PGD maximised the quantity reported. Plain modules without it fall back to the SD
+    across the clean probed images (``clean``, N x T).
+    """
+    own = getattr(model, "response_sd", None)
+    if own is not None:
+        sd = torch.as_tensor(own).detach().double().cpu().numpy().reshape(-1)
+        if sd.shape[0] != np.asarray(clean).shape[-1]:
+            raise ConfigError(f"{what}: response_sd has {sd.shape[0]} values but the model gives {np.asarray(clean).shape[-1]} outputs")
+        if np.any(sd <= 0):
+            raise ConfigError(f"{what}: some outputs have zero response_sd on the training images; drop them")
+        return sd
+    return target_sd(clean, what)
+
+
+def model_mean_sd(model: nn.Module, clean: torch.Tensor | np.ndarray, idx: np.ndarray, what: str = "responses") -> float:
+    """Scale of a target-set mean: SD of the model's mean prediction over ``idx`` on its training images.
+
+    Known for a whole ROI or all outputs (``mean_response_sd``); otherwise (and for plain
+    modules) the SD across the clean probed images of the mean over ``idx``.
+    """
+    from brainprobe.probes.objectives import model_mean_scale
+
+    known = model_mean_scale(model, torch.as_tensor(np.asarray(idx)))
+    if known is not None:
+        if known <= 0:
+            raise ConfigError(f"{what}: zero SD of the target-set mean on the training images")
+        return float(known)
+    c = np.asarray(clean, dtype=np.float64)
+    return float(target_sd(c[:, idx].mean(axis=1, keepdims=True), what)[0])
+
+
 def apply_readout(
     readout: Readout,
     change: np.ndarray,
@@ -297,6 +333,35 @@ def group_codes(groups: Any, n_images: int, what: str = "groups") -> np.ndarray 
     return codes.astype(np.int64)
 
 
+def boot_counts(n_images: int, n_boot: int, seed: int, groups: Any = None) -> np.ndarray:
+    """Integer resampling counts B x N behind :func:`boot_weights` (same draws for the same arguments).
+
+    Row b counts how often each image is drawn: per image (N draws) without ``groups``, else how
+    often its group is drawn (G draws of the G groups). ``boot_weights`` = counts / row total.
+    """
+    if n_images < 2:
+        raise ConfigError("a bootstrap over images needs >= 2 images")
+    if n_boot < 1:
+        raise ConfigError(f"n_boot must be >= 1, got {n_boot}")
+    codes = group_codes(groups, n_images)
+    rng = np.random.default_rng(seed)
+    if codes is None:
+        draws = rng.integers(0, n_images, size=(n_boot, n_images))
+        counts = np.zeros((n_boot, n_images))
+        np.add.at(counts, (np.repeat(np.arange(n_boot), n_images), draws.ravel()), 1.0)
+        return counts
+    n_groups = int(codes.max()) + 1
+    if n_groups < 2:
+        raise ConfigError(
+            f"a bootstrap over groups needs >= 2 groups, but all {n_images} images share one group; "
+            "pass finer groups (or groups=None to resample images)"
+        )
+    draws = rng.integers(0, n_groups, size=(n_boot, n_groups))
+    group_counts = np.zeros((n_boot, n_groups))
+    np.add.at(group_counts, (np.repeat(np.arange(n_boot), n_groups), draws.ravel()), 1.0)
+    return group_counts[:, codes]
+
+
 def boot_weights(n_images: int, n_boot: int, seed: int, groups: Any = None) -> np.ndarray:
     """Resampling weights B x N (each row sums to 1) for bootstrap means over images.
 
@@ -324,27 +389,7 @@ def boot_weights(n_images: int, n_boot: int, seed: int, groups: Any = None) -> n
     -------
     ndarray B x N, float64
     """
-    if n_images < 2:
-        raise ConfigError("a bootstrap over images needs >= 2 images")
-    if n_boot < 1:
-        raise ConfigError(f"n_boot must be >= 1, got {n_boot}")
-    codes = group_codes(groups, n_images)
-    rng = np.random.default_rng(seed)
-    if codes is None:
-        draws = rng.integers(0, n_images, size=(n_boot, n_images))
-        counts = np.zeros((n_boot, n_images))
-        np.add.at(counts, (np.repeat(np.arange(n_boot), n_images), draws.ravel()), 1.0)
-        return counts / n_images
-    n_groups = int(codes.max()) + 1
-    if n_groups < 2:
-        raise ConfigError(
-            f"a bootstrap over groups needs >= 2 groups, but all {n_images} images share one group; "
-            "pass finer groups (or groups=None to resample images)"
-        )
-    draws = rng.integers(0, n_groups, size=(n_boot, n_groups))
-    group_counts = np.zeros((n_boot, n_groups))
-    np.add.at(group_counts, (np.repeat(np.arange(n_boot), n_groups), draws.ravel()), 1.0)
-    counts = group_counts[:, codes]
+    counts = boot_counts(n_images, n_boot, seed, groups)
     return counts / counts.sum(axis=1, keepdims=True)
 
 

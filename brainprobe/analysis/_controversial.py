@@ -20,7 +20,7 @@ from brainprobe.analysis._common import (
     norm_name,
     resolve,
     response_change,
-    target_sd,
+    model_mean_sd,
 )
 from brainprobe.errors import ConfigError
 
@@ -38,6 +38,7 @@ def controversial(
     n_boot: int = 1000,
     level: float = 0.95,
     seed: int = 0,
+    groups: Any = None,
     batch_size: int = 64,
 ) -> xr.Dataset:
     """Controversiality of Contrast probes per model pair and budget, and model recovery by the brain.
@@ -62,6 +63,10 @@ def controversial(
         Per-image predictivity on the same images; its discriminability (fraction of pairs
         separated, :func:`discriminability`) is stored alongside for comparison.
 
+    groups : sequence of N labels, optional
+        One label per probed image (e.g. the photo each crop was cut from); bootstraps resample
+        groups (cluster bootstrap) instead of single images.
+
     Returns
     -------
     xarray.Dataset
@@ -83,7 +88,8 @@ def controversial(
     if brain is not None:
         clean["__brain__"] = forward(brain, x, batch_size)
     idx = resolve(models[names[0]], targets, clean[names[0]].shape[1])
-    unit = {k: target_sd(c.double().numpy()[:, idx].mean(1, keepdims=True), f"target-set mean of {k}")[0]
+    unit = {k: model_mean_sd(brain if k == "__brain__" else models[k], c.double().numpy(), idx,  # the Contrast's scale
+                             f"target-set mean of {k}")
             for k, c in clean.items()}
     per_pair: dict[tuple[str, str, str], Any] = {}
     for key, value in probes.items():
@@ -108,7 +114,7 @@ def controversial(
     pair = np.stack([z_a, -z_b], -1)
     with np.errstate(invalid="ignore"):
         margin = -np.logaddexp(-sharpness * pair[..., 0], -sharpness * pair[..., 1]) / sharpness
-    w = boot_weights(n, n_boot, seed)
+    w = boot_weights(n, n_boot, seed, groups=groups)
     lo, hi = ci(boot_means(margin, w), level)
     d5 = ("model_a", "model_b", "norm", "eps", "image")
     d4 = d5[:-1]

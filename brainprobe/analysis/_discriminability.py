@@ -42,6 +42,7 @@ def discriminability(
     n_boot: int = 2000,
     level: float = 0.95,
     seed: int = 0,
+    groups: Any = None,
 ) -> xr.Dataset:
     """Fraction of model pairs each per-image score separates, on the same images.
 
@@ -66,6 +67,10 @@ def discriminability(
         Family-wise error rate per score.
     n_boot, level, seed : bootstrap.
 
+    groups : sequence of N labels, optional
+        One label per probed image (e.g. the photo each crop was cut from); bootstraps resample
+        groups (cluster bootstrap) instead of single images.
+
     Returns
     -------
     xarray.Dataset
@@ -77,8 +82,11 @@ def discriminability(
         models (about M / (M - 1) when models differ only by noise; large when scores separate);
         ``score_image`` (score, model, image): the scores used (images left out are dropped).
     """
-    if not scores:
-        raise ConfigError("discriminability needs at least one score (dict name -> model x image matrix)")
+    if not isinstance(scores, Mapping) or not scores:
+        raise ConfigError(
+            "discriminability needs at least one score (dict name -> model x image matrix), got "
+            f"{'an empty dict' if isinstance(scores, Mapping) else type(scores).__name__}"
+        )
     if not 0 < alpha < 1:
         raise ConfigError(f"alpha must be in (0, 1), got {alpha}")
     mats = {k: _as_matrix(k, v) for k, v in scores.items()}
@@ -108,7 +116,7 @@ def discriminability(
     n_pairs = m * (m - 1) // 2
     # the smallest bootstrap p-value is 1 / (B + 1); Holm's first step needs p < alpha / n_pairs
     b_eff = max(int(n_boot), int(np.ceil(2 * n_pairs / alpha)))
-    w = boot_weights(n, b_eff, seed)
+    w = boot_weights(n, b_eff, seed, groups=None if groups is None else np.asarray(groups, dtype=object)[keep])
     mean = s.mean(-1)  # K x M
     boot = boot_means(s, w)  # K x M x B
     lo, hi = ci(boot, level)

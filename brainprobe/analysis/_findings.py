@@ -49,8 +49,11 @@ def findings(
         cannot be tested (analysis missing, no robust models, ...) has value NaN, held False and
         says why in ``note``; one that does not reproduce has its numbers and held False.
     """
-    if not results:
-        raise ConfigError("findings needs results: {analysis: Dataset} or {dataset_label: {analysis: Dataset}}")
+    if not isinstance(results, Mapping) or not results:
+        raise ConfigError(
+            f"findings needs results: {{analysis: Dataset}} or {{dataset_label: {{analysis: Dataset}}}}, "
+            f"got {'an empty dict' if isinstance(results, Mapping) else type(results).__name__}"
+        )
     per_brain = {"data": results} if all(isinstance(v, xr.Dataset) for v in results.values()) else results
     rows: list[dict[str, Any]] = []
     for label, analyses in per_brain.items():

@@ -19,7 +19,7 @@ from brainprobe.analysis._common import (
     organise,
     pearson,
     response_change,
-    target_sd,
+    model_sd,
 )
 from brainprobe.analysis._bca import bca_interval, jackknife_weights
 from brainprobe.errors import ConfigError
@@ -101,7 +101,7 @@ def l2_linf(
     for name in progress(names, desc="l2 vs linf"):
         model = models[name]
         clean = forward(model, x, batch_size)
-        sd = target_sd(clean.double().numpy(), f"clean responses of {name}")
+        sd = model_sd(model, clean.double().numpy(), f"clean responses of {name}")
         if t_ids is None:
             from brainprobe.analysis._common import targets_table
 

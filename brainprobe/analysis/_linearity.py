@@ -25,7 +25,7 @@ from brainprobe.analysis._common import (
     readout_of,
     resolve,
     response_change,
-    target_sd,
+    model_sd,
 )
 from brainprobe.errors import ConfigError
 
@@ -131,6 +131,7 @@ def linearity(
     n_boot: int = 1000,
     level: float = 0.95,
     seed: int = 0,
+    groups: Any = None,
     info: Any = None,
     batch_size: int = 64,
 ) -> xr.Dataset:
@@ -151,6 +152,10 @@ def linearity(
     A linear model meets its first-order optimum exactly (ratio 1) when the probe finds the
     optimum, including where the box binds; the budget where the mean ratio first leaves
     1 +- ``tolerance`` is ``eps_depart`` (log-interpolated, inf when it never does).
+
+    groups : sequence of N labels, optional
+        One label per probed image (e.g. the photo each crop was cut from); bootstraps resample
+        groups (cluster bootstrap) instead of single images.
 
     Returns
     -------
@@ -178,7 +183,7 @@ def linearity(
         model = models[name]
         clean = forward(model, x, batch_size)
         idx = resolve(model, readout.targets, clean.shape[1])
-        sd = target_sd(clean.double().numpy(), f"clean responses of {name}") if readout.kind == "shift" else None
+        sd = model_sd(model, clean.double().numpy(), f"clean responses of {name}") if readout.kind == "shift" else None
         g = gradient(model, x, idx, readout.direction) if readout.kind == "drive" else None
         for ni, nm in enumerate(norms):
             if nm not in by_model[name]:
@@ -198,7 +203,7 @@ def linearity(
                 scaled = _Scaled(model, idx, scale[idx])
                 smax = np.concatenate([local_axes(scaled, x[s : s + 8], None, k=1)[1][:, 0].numpy() for s in range(0, n, 8)])
                 predicted[mi, ni, pos] = e[:, None] * smax[None, :]
-    w = boot_weights(n, n_boot, seed)
+    w = boot_weights(n, n_boot, seed, groups=groups)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = actual.mean(-1) / predicted.mean(-1)
         lo, hi = ci(boot_means(actual, w) / boot_means(predicted, w), level)

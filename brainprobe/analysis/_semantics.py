@@ -87,6 +87,7 @@ def semantics(
     n_boot: int = 1000,
     level: float = 0.95,
     seed: int = 0,
+    groups: Any = None,
     info: Any = None,
     models: Mapping[str, nn.Module] | None = None,
     batch_size: int = 32,
@@ -98,6 +99,10 @@ def semantics(
     - with ``classifier`` (an independent ImageNet classifier mapping [0, 1] images to logits,
       e.g. ``brainprobe.zoo.load_backbone("mobilenet_v2")``): ``kl`` = KL(p_clean || p_probe) in
       nats and ``top1_flip`` = whether its top-1 class changed.
+
+    groups : sequence of N labels, optional
+        One label per probed image (e.g. the photo each crop was cut from); bootstraps resample
+        groups (cluster bootstrap) instead of single images.
 
     Returns
     -------
@@ -128,7 +133,7 @@ def semantics(
                 k_, f_ = classifier_change(classifier, x, moved, batch_size)
                 kl[mi, ni, pos] = k_
                 flip[mi, ni, pos] = f_
-    wts = boot_weights(n, n_boot, seed)
+    wts = boot_weights(n, n_boot, seed, groups=groups)
     data: dict[str, Any] = {}
     d4, d3 = ("model", "norm", "eps", "image"), ("model", "norm", "eps")
     variables = {"low_freq_share": share}

@@ -13,6 +13,7 @@ from brainprobe._progress import progress
 from brainprobe.analysis._common import (
     TargetSpec,
     as_images,
+    boot_counts,
     boot_means,
     boot_weights,
     ci,
@@ -23,7 +24,8 @@ from brainprobe.analysis._common import (
     organise,
     response_change,
     roi_sets,
-    target_sd,
+    model_mean_sd,
+    model_sd,
 )
 from brainprobe.errors import ConfigError
 
@@ -39,6 +41,7 @@ def sensitivity(
     n_boot: int = 1000,
     level: float = 0.95,
     seed: int = 0,
+    groups: Any = None,
     info: Any = None,
     batch_size: int = 64,
 ) -> xr.Dataset:
@@ -65,6 +68,10 @@ def sensitivity(
     n_boot, level, seed : bootstrap over images (same resampled images for every model).
     info : DataFrame or dict, optional
         Per-model ``training`` / ``architecture`` (see :func:`model_info`).
+
+    groups : sequence of N labels, optional
+        One label per probed image (e.g. the photo each crop was cut from); bootstraps resample
+        groups (cluster bootstrap) instead of single images.
 
     Returns
     -------
@@ -116,14 +123,15 @@ def sensitivity(
             pos = np.searchsorted(all_eps, grids[nm])
             for ri, idx in enumerate(sets.values()):
                 if measure == "mean":
-                    sd = target_sd(c[:, idx].mean(axis=1, keepdims=True), f"ROI {roi_names[ri]} of {name}")[0]
+                    sd = model_mean_sd(model, c, idx, f"ROI {roi_names[ri]} of {name}")
                     val = np.abs(d[..., idx].mean(axis=-1)) / sd
                 else:
-                    sd = target_sd(c[:, idx], f"ROI {roi_names[ri]} of {name}")
+                    sd = model_sd(model, c, f"ROI {roi_names[ri]} of {name}")[idx]
                     val = np.sqrt(((d[..., idx] / sd) ** 2).mean(axis=-1))
                 change[mi, ni, pos, ri] = val  # type: ignore[index]
     assert change is not None and roi_names is not None
-    return _summarise(change, names, norms, all_eps, roi_names, n, criterion, n_boot, level, seed, models, info, measure)
+    return _summarise(change, names, norms, all_eps, roi_names, n, criterion, n_boot, level, seed, models, info, measure,
+                      groups)
 
 
 def _summarise(
@@ -140,8 +148,9 @@ def _summarise(
     models: Mapping[str, Any],
     info: Any,
     measure: str,
+    groups: Any = None,
 ) -> xr.Dataset:
-    w = boot_weights(n, n_boot, seed)
+    w = boot_weights(n, n_boot, seed, groups=groups)
     curve = change.mean(axis=-1)  # NaN at budgets a norm was not probed with
     curve_lo, curve_hi = ci(boot_means(change, w), level)
     auc_img = np.full((len(names), len(norms), len(roi_names), n), np.nan)
@@ -154,7 +163,7 @@ def _summarise(
         min_img[:, ni] = log_crossing(e, v, criterion)
     auc_lo, auc_hi = ci(boot_means(auc_img, w), level)
     # bootstrap medians of min eps: resample image indices consistently with the weights
-    counts = np.rint(w * n).astype(int)
+    counts = boot_counts(n, n_boot, seed, groups).astype(int)
     idx = np.repeat(np.tile(np.arange(n), (len(w), 1)).ravel(), counts.ravel()).reshape(len(w), n)
     boot_med = np.stack([np.median(np.take(m, idx, axis=-1), axis=-1) for m in min_img])  # ... x B
     med_lo, med_hi = ci(boot_med, level)

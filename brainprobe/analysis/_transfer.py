@@ -23,6 +23,7 @@ from brainprobe.analysis._common import (
     readout_of,
     resolve,
     response_change,
+    model_sd,
     target_sd,
     weighted_pearson,
 )
@@ -150,7 +151,7 @@ def transfer(
     if len(n_targets) != 1:
         raise ConfigError(f"models (and brain) give different numbers of targets {sorted(n_targets)}; transfer needs shared targets")
     idx = resolve(receivers[names[0]], readout.targets, clean[names[0]].shape[1])
-    sd = {k: target_sd(c.double().numpy(), f"clean responses of {k}") if readout.kind == "shift" and readout.normalize else None
+    sd = {k: model_sd(receivers[k], c.double().numpy(), f"clean responses of {k}") if readout.kind == "shift" and readout.normalize else None
           for k, c in clean.items()}
     sd_abs = {k: _sd_on(c.double().numpy(), idx, k) for k, c in clean.items()}  # always: for absolute units / cosines
 

@@ -288,6 +288,26 @@ class SimulatedBrain(nn.Module):
         true_nc = np.where(signal_var > 0, nc, np.nan)
         return Measurement(trials=trials, signal=signal, noise_sd=noise_sd, noise_ceiling=true_nc)
 
+    def scale_from(self, dataset: Any) -> SimulatedBrain:
+        """Restore the scale ``simulate_dataset`` gave this brain (``response_sd``, ``mean_response_sd``).
+
+        Reads ``dataset.targets["response_sd"]`` and ``dataset.attrs["brain_mean_response_sd"]``;
+        DataError when the dataset does not carry them or has other targets.
+        """
+        targets = getattr(dataset, "targets", None)
+        means = dict(getattr(dataset, "attrs", {}) or {}).get("brain_mean_response_sd")
+        if targets is None or "response_sd" not in targets or not means:
+            raise DataError(
+                "dataset has no brain response scale (targets 'response_sd'); re-simulate it with this brainprobe version"
+            )
+        if list(targets["target"].astype(str)) != list(self.targets["target"].astype(str)):
+            raise DataError("dataset targets differ from this brain's; give the brain the dataset was simulated with")
+        dev = self._mu.device
+        sd = torch.as_tensor(np.asarray(targets["response_sd"], dtype=np.float64), dtype=torch.float32, device=dev)
+        self.register_buffer("response_sd", sd)
+        self.mean_response_sd = {str(k): float(v) for k, v in means.items()}
+        return self
+
     def provenance(self) -> dict[str, Any]:
         """What defines this brain (for dataset attrs and run manifests)."""
         return {
@@ -348,6 +368,11 @@ def simulate_dataset(
         The photo each stimulus was cut from (``sample_stimuli``'s ``provenance["photo"]``);
         splits and bootstraps keep crops of one photo together. Default: one group per image.
 
+    Side effect: ``brain`` gets its scale (``set_response_scale``): ``response_sd``, the SD of
+    its noise-free responses on the training images (also in ``targets["response_sd"]``), and
+    ``mean_response_sd`` per ROI (also in ``attrs["brain_mean_response_sd"]``); analyses read
+    the brain's changes in these units. ``scale_from`` restores it on a rebuilt brain.
+
     Returns
     -------
     Dataset
@@ -361,9 +386,15 @@ def simulate_dataset(
         raise DataError(f"simulate_dataset needs a SimulatedBrain, got {type(brain).__name__}")
     stimuli = as_rgb_uint8(stimuli, where="simulate_dataset stimuli")
     m = brain.measure(stimuli, repeats, seed, noise_ceiling=noise_ceiling, batch_size=batch_size)
+    split = default_split(len(stimuli), test_fraction, seed, groups=groups)
+    from brainprobe.encoding.encoder import set_response_scale
+
+    # the brain's scale (like an Encoder's): SD of its noise-free responses on the training images
+    set_response_scale(brain, m.signal[split == "train"])
     targets = brain.targets.copy()
     targets["true_noise_ceiling"] = m.noise_ceiling
     targets["noise_sd"] = m.noise_sd
+    targets["response_sd"] = brain.response_sd.double().cpu().numpy()
     if isinstance(noise_ceiling, (tuple, list)):
         nc_desc: Any = [float(v) for v in noise_ceiling]
     elif np.ndim(noise_ceiling) == 0:
@@ -379,6 +410,7 @@ def simulate_dataset(
         "repeats": int(repeats),
         "noise_ceiling_target": nc_desc,
         "test_fraction": float(test_fraction),
+        "brain_mean_response_sd": dict(brain.mean_response_sd),
         "split_rule": f"random {test_fraction:.0%} of {'groups (photos)' if groups is not None else 'images'} "
         f"test, seed {seed}",
         "stimuli": stimulus_info or {},
@@ -389,7 +421,7 @@ def simulate_dataset(
         targets,
         trials=m.trials,
         image_ids=image_ids,
-        split=default_split(len(stimuli), test_fraction, seed, groups=groups),
+        split=split,
         attrs=attrs,
         groups=groups,
     )

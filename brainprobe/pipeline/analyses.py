@@ -149,6 +149,8 @@ def compute_analyses(config: RunConfig, plan: DatasetPlan, dataset: Any, cache_r
     info = {name: {"training": model_info(name)["training"], "architecture": model_info(name)["family"]}
             for name in encoders}
     brain = make_brain(plan.brain, dev) if plan.brain is not None else None
+    if brain is not None:
+        brain.scale_from(dataset)  # its scale: SD of its noise-free responses on the training images
     from brainprobe.pipeline.stages import make_objective
 
     objective = make_objective(config.probes.objective, dataset)
@@ -189,6 +191,20 @@ class AnalysisContext:
     def options(self, name: str) -> dict[str, Any]:
         return dict(self.config.analyses.options.get(name, {}))
 
+    def groups(self, k: int | None = None) -> Any:
+        """The dataset's group labels (e.g. source photos) of the first ``k`` probed images (all: None).
+
+        Bootstraps resample these groups. None (with a warning) when they hold fewer than 2
+        groups: a cluster bootstrap is then impossible and the images are resampled one by one.
+        """
+        idx = np.asarray(self.image_index if k is None else self.image_index[:k])
+        labels = np.asarray(getattr(self.dataset, "groups", np.asarray(self.dataset.image_ids)))[idx].astype(str)
+        if len(set(labels.tolist())) < 2:
+            warnings.warn(f"bootstrap check: the {len(idx)} probed images come from {len(set(labels.tolist()))} group(s); "
+                          "resampling single images instead of groups", stacklevel=2)
+            return None
+        return labels
+
 
 def predictivity_group(encoders: dict[str, Any], info: dict[str, dict[str, str]]) -> Any:
     """The encoders' predictivity Datasets concatenated along a ``model`` dim."""
@@ -210,7 +226,7 @@ def _sensitivity(ctx: AnalysisContext, done: dict[str, Any]) -> Any:
 
     measure = "rms" if ctx.config.probes.objective.startswith("shift") else "mean"
     return sensitivity(ctx.encoders, ctx.images, ctx.probes, measure=measure, n_boot=ctx.config.analyses.n_boot,
-                       seed=ctx.config.seed, info=ctx.info, **ctx.options("sensitivity"))
+                       seed=ctx.config.seed, info=ctx.info, groups=ctx.groups(), **ctx.options("sensitivity"))
 
 
 def _discriminability(ctx: AnalysisContext, done: dict[str, Any]) -> Any:
@@ -224,7 +240,7 @@ def _discriminability(ctx: AnalysisContext, done: dict[str, Any]) -> Any:
     responses = np.asarray(ctx.dataset.responses)[np.asarray(ctx.image_index)]
     pred = predictivity_scores(ctx.encoders, responses, images=ctx.images)
     scores = {"predictivity": pred, "sensitivity": sensitivity_scores(sens)}
-    return discriminability(scores, n_boot=ctx.config.analyses.n_boot, seed=ctx.config.seed,
+    return discriminability(scores, n_boot=ctx.config.analyses.n_boot, seed=ctx.config.seed, groups=ctx.groups(),
                             **ctx.options("discriminability"))
 
 
@@ -232,7 +248,7 @@ def _transfer(ctx: AnalysisContext, done: dict[str, Any]) -> Any:
     from brainprobe.analysis import transfer
 
     return transfer(ctx.encoders, ctx.images, ctx.probes, objective=ctx.objective, brain=ctx.brain,
-                    n_boot=ctx.config.analyses.n_boot, seed=ctx.config.seed, info=ctx.info,
+                    n_boot=ctx.config.analyses.n_boot, seed=ctx.config.seed, info=ctx.info, groups=ctx.groups(),
                     **ctx.options("transfer"))
 
 
@@ -241,7 +257,8 @@ def _axes(ctx: AnalysisContext, done: dict[str, Any]) -> Any:
 
     k = ctx.config.analyses.axes_images
     return coding_axes(ctx.encoders, ctx.images[:k], brain=ctx.brain, n_boot=ctx.config.analyses.n_boot,
-                       seed=ctx.config.seed, info=ctx.info, **ctx.options("axes"))
+                       seed=ctx.config.seed, info=ctx.info, groups=ctx.groups(min(k, ctx.images.shape[0])),
+                       **ctx.options("axes"))
 
 
 def _l2_linf(ctx: AnalysisContext, done: dict[str, Any]) -> Any:
@@ -250,7 +267,7 @@ def _l2_linf(ctx: AnalysisContext, done: dict[str, Any]) -> Any:
     if set(ctx.config.probes.norms) != {"l2", "linf"}:
         return None
     return l2_linf(ctx.encoders, ctx.images, ctx.probes, n_boot=ctx.config.analyses.n_boot, seed=ctx.config.seed,
-                   info=ctx.info, **ctx.options("l2_linf"))
+                   info=ctx.info, groups=ctx.groups(), **ctx.options("l2_linf"))
 
 
 def _controversial(ctx: AnalysisContext, done: dict[str, Any]) -> Any:
@@ -281,14 +298,14 @@ def _controversial(ctx: AnalysisContext, done: dict[str, Any]) -> Any:
     responses = np.asarray(ctx.dataset.responses)[np.asarray(ctx.image_index[:k])]
     pred = predictivity_scores(ctx.encoders, responses, images=x)
     return controversial(ctx.encoders, x, probes, targets=a_cfg.contrast_targets, brain=ctx.brain, predictivity=pred,
-                         n_boot=a_cfg.n_boot, seed=ctx.config.seed, **ctx.options("controversial"))
+                         n_boot=a_cfg.n_boot, seed=ctx.config.seed, groups=ctx.groups(k), **ctx.options("controversial"))
 
 
 def _linearity(ctx: AnalysisContext, done: dict[str, Any]) -> Any:
     from brainprobe.analysis import linearity
 
     return linearity(ctx.encoders, ctx.images, ctx.probes, objective=ctx.objective, n_boot=ctx.config.analyses.n_boot,
-                     seed=ctx.config.seed, info=ctx.info, **ctx.options("linearity"))
+                     seed=ctx.config.seed, info=ctx.info, groups=ctx.groups(), **ctx.options("linearity"))
 
 
 def _semantics(ctx: AnalysisContext, done: dict[str, Any]) -> Any:
@@ -301,7 +318,7 @@ def _semantics(ctx: AnalysisContext, done: dict[str, Any]) -> Any:
                       stacklevel=2)
     classifier = load_backbone(name, device=resolve_device(ctx.config.device))
     return semantics(ctx.images, ctx.probes, classifier=classifier, classifier_name=name, models=ctx.encoders,
-                     n_boot=ctx.config.analyses.n_boot, seed=ctx.config.seed, info=ctx.info,
+                     n_boot=ctx.config.analyses.n_boot, seed=ctx.config.seed, info=ctx.info, groups=ctx.groups(),
                      **ctx.options("semantics"))
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from brainprobe.pipeline.cache import Cache
 
-STAGE_VERSIONS: dict[str, int] = {"data": 2, "fit": 2, "probes": 1, "transfer": 1, "analyses": 1}
+STAGE_VERSIONS: dict[str, int] = {"data": 2, "fit": 2, "probes": 2, "transfer": 1, "analyses": 2}
 
 DATASET_FILE = "dataset.nc"
 ENCODER_FILE = "encoder.pt"
@@ -179,19 +179,16 @@ def probe_images(dataset, n_images: int) -> np.ndarray:  # type: ignore[no-untyp
 
 
 def make_objective(name: str, dataset) -> Any:  # type: ignore[no-untyped-def]
-    """The probe objective; ``shift`` scales each target by its across-image SD in the dataset.
+    """The probe objective; ``shift`` scales each target by the probed encoder's ``response_sd``.
 
-    The SD comes from the whole dataset (not the probed chunk) so that a shard's result does not
-    depend on which images share its chunk.
+    That is the SD of the encoder's predictions on the training images (fixed per model, so a
+    shard's result does not depend on which images share its chunk), the same scale the
+    analyses read out with.
     """
     from brainprobe import probes
 
     if name == "shift":
-        sd = np.asarray(dataset.responses, dtype=np.float64).std(axis=0)
-        sd = np.where(sd > 0, sd, 1.0).astype(np.float32)
-        import torch
-
-        return probes.Shift(targets=None, normalize=True, scale=torch.tensor(sd))
+        return probes.Shift(targets=None, normalize=True)
     return name
 
 

@@ -46,6 +46,8 @@ class Compiled:
     zero_grad_at_origin: bool = False
     unit: torch.Tensor | None = field(default=None)
     """Size of one SD of the objective's quantity (for ``criterion="1sd"``), or None."""
+    scale: str | None = field(default=None)
+    """Which SDs scaled the objective (recorded in ``ProbeResult.settings["scale"]``), or None."""
 
 
 class Objective:
@@ -74,6 +76,42 @@ def _check_direction(direction: int) -> int:
     if direction not in (1, -1):
         raise ConfigError(f"objective direction must be +1 or -1, got {direction!r}")
     return int(direction)
+
+
+SCALE_MODEL = "model response_sd (SD of its predictions on its training images)"
+SCALE_PROBED = "SD of the clean responses to the probed images (the model has no response_sd)"
+SCALE_GIVEN = "scale= given to the objective"
+
+
+def model_scale(model: nn.Module, idx: torch.Tensor) -> torch.Tensor | None:
+    """The model's per-output scale ``response_sd[idx]`` (see ``set_response_scale``), or None if it has none."""
+    sd = getattr(model, "response_sd", None)
+    if sd is None:
+        return None
+    sd = torch.as_tensor(sd).flatten()
+    return sd.index_select(0, torch.as_tensor(idx, device=sd.device).long())
+
+
+def model_mean_scale(model: nn.Module, idx: torch.Tensor) -> float | None:
+    """SD of the model's mean response over outputs ``idx`` on its training images, or None.
+
+    Known when ``idx`` is all outputs or exactly one ROI of ``model.targets`` (``mean_response_sd``).
+    """
+    table = getattr(model, "mean_response_sd", None)
+    sd = getattr(model, "response_sd", None)
+    if not table or sd is None:
+        return None
+    chosen = sorted(set(torch.as_tensor(idx).flatten().tolist()))
+    if len(chosen) == int(torch.as_tensor(sd).numel()) and "__all__" in table:
+        return float(table["__all__"])
+    targets = getattr(model, "targets", None)
+    if targets is None or "roi" not in targets:
+        return None
+    rois = [str(r) for r in list(targets["roi"])]
+    for roi, value in table.items():
+        if roi != "__all__" and [i for i, r in enumerate(rois) if r == roi] == chosen:
+            return float(value)
+    return None
 
 
 def _sd(values: torch.Tensor, what: str) -> torch.Tensor:
@@ -113,16 +151,24 @@ class Drive(Objective):
             change = outs[key].index_select(1, idx) - clean[key].index_select(0, image_index).index_select(1, idx)
             return sign * change.mean(dim=1)
 
-        unit = _sd(clean_m.index_select(1, idx).mean(dim=1), self.name) if clean_m.shape[0] >= 2 else None
-        return Compiled([m], value, unit=unit)
+        known = model_mean_scale(m, idx)
+        if known is not None:
+            unit: torch.Tensor | None = torch.tensor(known, device=clean_m.device)
+            scale: str | None = SCALE_MODEL
+        else:
+            unit = _sd(clean_m.index_select(1, idx).mean(dim=1), self.name) if clean_m.shape[0] >= 2 else None
+            scale = SCALE_PROBED if unit is not None else None
+        return Compiled([m], value, unit=unit, scale=scale)
 
 
 class Shift(Objective):
     """Maximise the size of the change of a target set's response pattern.
 
     value = || (y(x + delta) - y(x))[targets] / sd ||_2, where ``sd`` is each target's
-    across-image SD (``scale`` if given, else estimated from the clean probed images), or 1 when
-    ``normalize=False``. Its gradient vanishes at delta = 0, so PGD starts it from a tiny seeded
+    across-image SD: ``scale`` if given, else the model's ``response_sd`` (the SD of its
+    predictions on its training images; fitted Encoders and SimulatedBrains carry it), else (plain
+    modules) estimated from the clean probed images; 1 when ``normalize=False``. Which one was
+    used is recorded in ``settings["scale"]``. Its gradient vanishes at delta = 0, so PGD starts it from a tiny seeded
     random point (radius 0.05 * eps) even without ``random_start``.
     """
 
@@ -144,8 +190,12 @@ class Shift(Objective):
         clean_m = clean_fn(m)
         n_targets = clean_m.shape[1]
         idx = resolve_targets(m, self.targets, n_targets).to(clean_m.device)
+        own = model_scale(m, idx) if self.normalize and self.scale is None else None
+        source: str | None = None
         if not self.normalize:
             sd = torch.ones(len(idx), device=clean_m.device)
+        elif own is not None:
+            sd, source = own.to(clean_m.device, torch.float32), SCALE_MODEL
         elif self.scale is not None:
             s = self.scale.to(clean_m.device).flatten()
             if s.numel() == n_targets:
@@ -155,9 +205,9 @@ class Shift(Objective):
                     f"Shift scale has {s.numel()} values; give one per model output ({n_targets}) "
                     f"or per selected target ({len(idx)})"
                 )
-            sd = s
+            sd, source = s, SCALE_GIVEN
         else:
-            sd = _sd(clean_m.index_select(1, idx), self.name)
+            sd, source = _sd(clean_m.index_select(1, idx), self.name), SCALE_PROBED
         if bool((sd <= 0).any()):
             raise ConfigError(f"{self.name}: some targets have zero across-image SD; pass scale= or normalize=False")
         inv = 1.0 / sd
@@ -167,7 +217,8 @@ class Shift(Objective):
             change = outs[key].index_select(1, idx) - clean[key].index_select(0, image_index).index_select(1, idx)
             return torch.linalg.vector_norm(change * inv, dim=1)
 
-        return Compiled([m], value, zero_grad_at_origin=True, unit=torch.tensor(1.0) if self.normalize else None)
+        return Compiled([m], value, zero_grad_at_origin=True, unit=torch.tensor(1.0) if self.normalize else None,
+                        scale=source)
 
 
 class Toward(Objective):
@@ -223,8 +274,9 @@ class Contrast(Objective):
     """Controversial probe: raise a target set's response under ``model_a`` while lowering it under ``model_b``.
 
     a = direction_a * mean change of A's targets, b = direction_b * mean change of B's targets,
-    each divided by the across-image SD of that model's clean target-set mean when
-    ``normalize=True``; value = smooth_min(a, b) = -logsumexp(-k [a, b]) / k with
+    each divided by the SD of that model's target-set mean when ``normalize=True``: on its
+    training images where the model knows it (``mean_response_sd``, for a whole ROI or all
+    outputs), else across the clean probed images (recorded in ``settings["scale"]``); value = smooth_min(a, b) = -logsumexp(-k [a, b]) / k with
     k = ``sharpness`` (Golan, Raju & Kriegeskorte 2020). The smooth minimum is within log(2)/k of
     the hard minimum, in the units of a and b (SDs when normalised).
     """
@@ -259,15 +311,17 @@ class Contrast(Objective):
             if a.unit is None or b.unit is None:
                 raise ConfigError("Contrast(normalize=True) needs >= 2 images to estimate SDs; pass normalize=False")
             sa, sb = float(a.unit), float(b.unit)
+            scale = a.scale if a.scale == b.scale else f"A: {a.scale}; B: {b.scale}"
         else:
             sa = sb = 1.0
+            scale = None
         k = self.sharpness
 
         def value(outs: dict[int, torch.Tensor], clean: dict[int, torch.Tensor], image_index: torch.Tensor) -> torch.Tensor:
             both = torch.stack([a.value(outs, clean, image_index) / sa, b.value(outs, clean, image_index) / sb], dim=-1)
             return smooth_min(both, k)
 
-        return Compiled(_unique(a.models + b.models), value)
+        return Compiled(_unique(a.models + b.models), value, scale=scale)
 
 
 class Ensemble(Objective):

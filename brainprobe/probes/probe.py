@@ -319,6 +319,7 @@ def probe(
             )
         )
     return results if many else results[0]
+        settings["scale"] = compiled[gi].scale  # which SDs scaled the objective (None: unscaled)
 
 
 def _models_of(models: list[nn.Module], objectives: list[Objective]) -> list[nn.Module]:
