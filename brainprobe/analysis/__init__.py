@@ -12,6 +12,8 @@ from brainprobe.analysis._discriminability import discriminability, predictivity
 from brainprobe.analysis._findings import findings
 from brainprobe.analysis._l2_linf import l2_linf
 from brainprobe.analysis._linearity import first_order_l2, first_order_linf, linearity
+from brainprobe.analysis._rsa import compare_rdms, features_rdm, linear_cka, noise_ceiling, rsa_benchmark, rsa_bootstrap
+from brainprobe.analysis._rsa_fragility import rsa_fragility
 from brainprobe.analysis._semantics import classifier_change, low_frequency_share, semantics, white_noise_share
 from brainprobe.analysis._sensitivity import sensitivity, sensitivity_scores
 from brainprobe.analysis._transfer import transfer
@@ -19,19 +21,26 @@ from brainprobe.analysis._transfer import transfer
 __all__ = [
     "Readout",
     "classifier_change",
+    "compare_rdms",
     "coding_axes",
     "controversial",
     "discriminability",
+    "features_rdm",
     "findings",
     "first_order_l2",
     "first_order_linf",
     "jacobian",
     "l2_linf",
+    "linear_cka",
     "linearity",
     "local_axes",
     "low_frequency_share",
     "model_info",
+    "noise_ceiling",
     "predictivity_scores",
+    "rsa_benchmark",
+    "rsa_bootstrap",
+    "rsa_fragility",
     "semantics",
     "sensitivity",
     "sensitivity_scores",

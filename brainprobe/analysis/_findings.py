@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from brainprobe.analysis._bca import bca_interval, jackknife_weights
 from brainprobe.analysis._common import boot_means, boot_weights, ci, nanmean_last
 from brainprobe.errors import ConfigError
 
@@ -28,13 +29,23 @@ def findings(
 ) -> pd.DataFrame:
     """One row per (finding, brain) with its measured figure, CI and whether it held.
 
+    Claims about classes of models (robust vs standard) use a hierarchical bootstrap: each
+    replicate resamples the models within a class that has >= 2 members and the images (whole
+    photos when the analysis carries a ``group`` coordinate on its image dim); intervals are BCa
+    (acceleration from the leave-one-image-or-photo-out jackknife). Transfer findings compare
+    robust and standard sources on the same cross-architecture pairs and must beat equal-norm
+    random perturbations (white and 1/f). A row whose interval does not contain its value is
+    reported as not held.
+
     Parameters
     ----------
     results : dict
         Either ``{analysis: Dataset}`` for one dataset / brain (labelled ``"data"``), or
         ``{dataset_label: {analysis: Dataset}}`` (the layout of results.nc). Analyses used, by
         name: ``sensitivity``, ``discriminability`` (with scores ``sensitivity`` and
-        ``predictivity``), ``transfer``, ``l2_linf``. Models are grouped by the ``training``
+        ``predictivity``), ``transfer``, ``l2_linf``, ``brain_sensitivity`` (the image-computable
+        brain's own sensitivity, probed like the models; its ``brain_training`` attribute says
+        which candidates are brain-matched). Models are grouped by the ``training``
         coordinate of their dim: ``adversarial`` / ``robustified`` = robust, ``standard`` =
         standard; ``architecture`` separates architectures.
     poor_transfer : float
@@ -61,11 +72,14 @@ def findings(
             raise ConfigError(f"findings: results[{label!r}] must be a dict analysis name -> Dataset")
         w_seed = seed
         rows.append(_robust_eps(label, analyses.get("sensitivity"), n_boot, level, w_seed))
+        rows.append(_brain_match(label, analyses.get("brain_sensitivity"), analyses.get("sensitivity"),
+                                 analyses.get("discriminability"), n_boot, level, w_seed))
         rows.append(_separation(label, analyses.get("discriminability"), n_boot, level, w_seed))
         rows.append(_standard_transfer(label, analyses.get("transfer"), poor_transfer, n_boot, level, w_seed))
         rows.append(_robust_transfer(label, analyses.get("transfer"), n_boot, level, w_seed))
         rows.append(_robust_to_brain(label, analyses.get("transfer"), n_boot, level, w_seed))
         rows.append(_l2_linf(label, analyses.get("l2_linf"), r_threshold, level))
+    rows = [_checked(r) for r in rows]
     table = pd.DataFrame(rows, columns=COLUMNS)
     table["held"] = table["held"].astype(bool)
     return table
@@ -82,6 +96,94 @@ def _groups(ds: xr.Dataset, coord: str) -> tuple[np.ndarray, np.ndarray]:
     return np.isin(kind, ROBUST), np.isin(kind, STANDARD)
 
 
+def _checked(row: dict[str, Any]) -> dict[str, Any]:
+    """A row whose finite interval does not contain its value is not held (and says so)."""
+    v, lo, hi = row["value"], row["ci_low"], row["ci_high"]
+    if np.isfinite(v) and np.isfinite(lo) and np.isfinite(hi) and not (lo <= v <= hi):
+        row = {**row, "held": False,
+               "note": row["note"] + "; the interval does not contain the value (bootstrap bias): not held"}
+    return row
+
+
+def _image_groups(ds: xr.Dataset) -> Any:
+    """The ``group`` labels of the image dim (photos), or None to resample images."""
+    if "group" in ds.coords and ds["group"].dims == ("image",):
+        return np.asarray(ds["group"].values).astype(str)
+    return None
+
+
+def _model_weights(masks: list[np.ndarray], n_boot: int, seed: int) -> list[np.ndarray]:
+    """Per class, B x M weights resampling the class's models (rows sum to 1 over its members).
+
+    A class with one member keeps it (weight 1): nothing to resample.
+    """
+    rng = np.random.default_rng(seed + 7919)
+    out = []
+    for mask in masks:
+        idx = np.flatnonzero(mask)
+        w = np.zeros((n_boot, len(mask)))
+        if len(idx) >= 2:
+            draws = rng.integers(0, len(idx), size=(n_boot, len(idx)))
+            for k in range(len(idx)):
+                w[:, idx[k]] = (draws == k).sum(1) / len(idx)
+        elif len(idx) == 1:
+            w[:, idx[0]] = 1.0
+        out.append(w)
+    return out
+
+
+def _class_mean(per_model: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted mean over models of per-model replicates (M x K) with weights K x M (NaN left out)."""
+    v = per_model.T  # K x M
+    ok = np.isfinite(v)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (np.where(ok, v, 0.0) * weights).sum(-1) / (ok * weights).sum(-1)
+
+
+def _hierarchical(per_model: Any, n_images: int, masks: list[np.ndarray], combine: Any, n_boot: int, level: float,
+                  seed: int, groups: Any = None) -> tuple[float, float, float]:
+    """Value and BCa interval of ``combine([class means])`` with models and images resampled.
+
+    ``per_model(w)`` maps image weights K x N to per-model replicates M x K; each class mean is
+    its models' weighted mean (models resampled within a class of >= 2 in the bootstrap, all
+    weighted equally for the estimate and the image jackknife that gives the acceleration).
+    """
+    uniform_img = np.full((1, n_images), 1.0 / n_images)
+    equal = [np.where(m, 1.0 / max(int(m.sum()), 1), 0.0)[None] for m in masks]
+    value = combine([_class_mean(per_model(uniform_img), q) for q in equal])[0]
+    w = boot_weights(n_images, n_boot, seed, groups=groups)
+    boot = combine([_class_mean(per_model(w), q) for q in _model_weights(masks, n_boot, seed)])
+    jk = per_model(jackknife_weights(n_images, groups))
+    jack = combine([_class_mean(jk, q) for q in equal])
+    lo, hi = bca_interval(value, boot, jack, level)
+    return float(value), float(lo), float(hi)
+
+
+def _per_source(num: np.ndarray, den: np.ndarray | None, mask: np.ndarray) -> Any:
+    """per_model(w) for transfer-like ratios: mean over each source's masked targets, norms and eps.
+
+    ``num`` S x T x norm x eps x N (or S x norm x eps x N with a 1-column mask), ``den`` the
+    receivers' own changes T x norm x eps x N (None: plain means).
+    """
+    def fn(w: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            x = boot_means(num, w)
+            if den is not None:
+                x = x / boot_means(den, w)[None]
+            if x.ndim == 4:  # S x norm x eps x K: no target axis
+                return np.nanmean(x.reshape(x.shape[0], -1, x.shape[-1]), axis=1)
+            sel = np.where(mask[:, :, None, None, None], x, np.nan)
+            return np.nanmean(sel.reshape(sel.shape[0], -1, sel.shape[-1]), axis=1)
+    return fn
+
+
+def _class_note(robust: np.ndarray, standard: np.ndarray) -> str:
+    how = lambda k: "resampled" if k >= 2 else "fixed (one model)"  # noqa: E731
+    return (f"hierarchical bootstrap: {int(robust.sum())} robust models ({how(int(robust.sum()))}), "
+            f"{int(standard.sum())} standard ({how(int(standard.sum()))}), images / photos resampled; BCa")
+
+
 def _robust_eps(label: str, ds: xr.Dataset | None, n_boot: int, level: float, seed: int) -> dict[str, Any]:
     name, stat = "robust models need larger eps", "sensitivity AUC, standard / robust (> 1: robust need larger eps)"
     if ds is None:
@@ -91,12 +193,14 @@ def _robust_eps(label: str, ds: xr.Dataset | None, n_boot: int, level: float, se
         return _row(name, label, stat, note=f"not testable: {int(robust.sum())} robust and {int(standard.sum())} "
                     "standard models (training coordinate)")
     auc = ds["auc_image"].transpose("model", "norm", "roi", "image").values
-    w = boot_weights(auc.shape[-1], n_boot, seed)
-    b = boot_means(auc, w)  # model x norm x roi x B
-    ratio_b = b[standard].mean((0, 1, 2)) / b[robust].mean((0, 1, 2))
-    value = auc[standard].mean() / auc[robust].mean()
-    lo, hi = ci(ratio_b, level)
-    note = f"{int(standard.sum())} standard vs {int(robust.sum())} robust models, mean over norms and ROIs"
+    flat = auc.reshape(auc.shape[0], -1, auc.shape[-1])
+
+    def per_model(w: np.ndarray) -> np.ndarray:
+        return np.nanmean(boot_means(flat, w), axis=1)  # M x K
+
+    value, lo, hi = _hierarchical(per_model, auc.shape[-1], [standard, robust], lambda c: c[0] / c[1], n_boot, level,
+                                  seed, _image_groups(ds))
+    note = f"mean over norms and ROIs; {_class_note(robust, standard)}"
     if "min_eps" in ds:
         med = ds["min_eps"].transpose("model", "norm", "roi").values
         per_norm = [f"{nm} median min eps {np.median(med[robust, i]):.3g} (robust) vs {np.median(med[standard, i]):.3g}"
@@ -105,9 +209,65 @@ def _robust_eps(label: str, ds: xr.Dataset | None, n_boot: int, level: float, se
     return _row(name, label, stat, value, lo, hi, bool(lo > 1), note=note)
 
 
+def _brain_match(label: str, brain: xr.Dataset | None, sens: xr.Dataset | None, disc: xr.Dataset | None,
+                 n_boot: int, level: float, seed: int) -> dict[str, Any]:
+    """Finding 2, brain-referenced: does the sensitivity profile pick the brain-matched candidate?
+
+    Each candidate's profile = its mean sensitivity AUC per (norm, ROI) on the probed images; the
+    brain's profile is measured the same way (same probes, norms, budgets, objective, images).
+    Distance = Euclidean distance between log profiles. The brain-matched candidates are those
+    whose training class (robust: adversarial / robustified; standard) is the brain's. The
+    statistic is 1[closest profile is brain-matched] - 1[most predictive candidate is
+    brain-matched] (per image predictivity on the same images); its interval resamples images.
+    """
+    name = "sensitivity profile identifies the brain-matched candidate (predictivity does not)"
+    stat = ("1[closest sensitivity profile is brain-matched] - 1[most predictive is brain-matched] "
+            "(+1: only sensitivity recovers it)")
+    if brain is None:
+        return _row(name, label, stat, note="not testable: needs an image-computable brain probed like the models "
+                    "(simulated data); recorded data cannot be probed")
+    if sens is None or disc is None or "score_image" not in disc:
+        return _row(name, label, stat, note="not testable: needs the sensitivity and discriminability results")
+    kind = str(brain.attrs.get("brain_training", "unknown"))
+    klass = ROBUST if kind in ROBUST else STANDARD if kind in STANDARD else ()
+    training = np.asarray(sens["training"].values).astype(str)
+    matched = np.isin(training, klass)
+    if not matched.any() or matched.all():
+        return _row(name, label, stat, note=f"not testable: the brain's training is {kind!r}; need candidates of its "
+                    f"class and of another ({int(matched.sum())} of {len(matched)} match)")
+    models = [str(m) for m in sens["model"].values]
+    a = sens["auc_image"].transpose("model", "norm", "roi", "image").values
+    b = brain["auc_image"].transpose("model", "norm", "roi", "image").values[0]
+    pred = disc["score_image"].sel(score="predictivity").transpose("model", "image").sel(model=models).values
+    n = a.shape[-1]
+    if b.shape != a.shape[1:] or pred.shape[-1] != n:
+        return _row(name, label, stat, note="not testable: brain and candidate profiles differ in norms, ROIs or images")
+
+    def stat_of(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            pa = np.log(np.clip(boot_means(a, w), 1e-12, None))  # M x norm x roi x K
+            pb = np.log(np.clip(boot_means(b, w), 1e-12, None))[None]
+        dist = np.sqrt(((pa - pb) ** 2).sum((1, 2)))  # M x K
+        by_sens = matched[np.argmin(dist, axis=0)].astype(float)
+        by_pred = matched[np.argmax(boot_means(pred, w), axis=0)].astype(float)
+        return by_sens - by_pred, dist, by_sens
+
+    v, dist, _ = stat_of(np.full((1, n), 1.0 / n))
+    boot, _, by_sens_b = stat_of(boot_weights(n, n_boot, seed, groups=_image_groups(sens)))
+    lo, hi = ci(boot, level)
+    ranked = ", ".join(f"{m}{'*' if k else ''} {d:.2f}" for m, k, d in sorted(zip(models, matched, dist[:, 0]),
+                                                                               key=lambda t: t[2]))
+    best_pred = models[int(np.argmax(pred.mean(-1)))]
+    note = (f"brain trained {kind}; profile distance (log AUC per norm x ROI; * = brain-matched): {ranked}; most "
+            f"predictive: {best_pred}; sensitivity picks a matched candidate in {float(by_sens_b.mean()):.0%} of "
+            "image resamples; held: sensitivity recovers it and predictivity does not in >= 97.5% of resamples")
+    return _row(name, label, stat, float(v[0]), lo, hi, bool(v[0] > 0 and lo > 0), note=note)
+
+
 def _separation(label: str, ds: xr.Dataset | None, n_boot: int, level: float, seed: int) -> dict[str, Any]:
-    name = "sensitivity separates more model pairs than predictivity"
-    stat = "fraction of model pairs separated (Holm), sensitivity minus predictivity"
+    name = "sensitivity is more repeatable across images than predictivity"
+    stat = ("fraction of model pairs separated (Holm), sensitivity minus predictivity: repeatability, "
+            "not brain-likeness (see the brain-matched recovery row)")
     if ds is None:
         return _row(name, label, stat, note="not testable: no discriminability results")
     scores = [str(s) for s in ds["score"].values]
@@ -157,7 +317,7 @@ def _boot_transfer(ds: xr.Dataset, n_boot: int, seed: int) -> tuple[np.ndarray, 
     """Transfer ratios (S x T x norm x eps) and their bootstrap (... x B) from per-image changes."""
     change = ds["change"].transpose("source_model", "target_model", "norm", "eps", "image").values
     own = np.stack([change[j, j] for j in range(change.shape[1])])
-    w = boot_weights(change.shape[-1], n_boot, seed)
+    w = boot_weights(change.shape[-1], n_boot, seed, groups=_image_groups(ds))
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = nanmean_last(change) / nanmean_last(own)[None]
         boot = boot_means(change, w) / boot_means(own, w)[None]
@@ -182,6 +342,37 @@ def _pairs(ds: xr.Dataset, source: np.ndarray) -> tuple[np.ndarray, str]:
     return source[:, None] & (s_arch[:, None] != t_arch[None, :]), "pairs of different architectures"
 
 
+def _cross_pairs(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray, str]:
+    """Cross-architecture (S x T) and same-architecture off-diagonal pair masks, for every source."""
+    m = len(ds["source_model"])
+    cross, how = _pairs(ds, np.ones(m, dtype=bool))
+    same = ~cross & ~np.eye(m, dtype=bool)
+    return cross, same, how
+
+
+def _changes(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    change = ds["change"].transpose("source_model", "target_model", "norm", "eps", "image").values
+    return change, np.stack([change[j, j] for j in range(change.shape[1])])
+
+
+def _random_check(ds: xr.Dataset, sources: np.ndarray, mask: np.ndarray, n_boot: int, level: float,
+                  seed: int) -> tuple[bool, str]:
+    """Do the given sources' probes beat equal-norm random perturbations on the same pairs and images?"""
+    if "random_change" not in ds:
+        return False, "no random baselines in the transfer results (cannot show the probes beat noise): not held"
+    change, own = _changes(ds)
+    rand = ds["random_change"].transpose("noise", "source_model", "target_model", "norm", "eps", "image").values
+    ok, parts = True, []
+    n = change.shape[-1]
+    for q, kind in enumerate(ds["noise"].values):
+        diff = change - rand[q]
+        fn = _per_source(diff, own, mask)
+        v, lo, hi = _hierarchical(fn, n, [sources], lambda c: c[0], n_boot, level, seed, _image_groups(ds))
+        ok &= bool(lo > 0)
+        parts.append(f"probe - {kind} noise {v:.3f} [{lo:.3f}, {hi:.3f}]")
+    return ok, "; ".join(parts)
+
+
 def _standard_transfer(label: str, ds: xr.Dataset | None, poor: float, n_boot: int, level: float, seed: int) -> dict[str, Any]:
     name = "standard probes transfer poorly across architectures"
     stat = f"mean transfer ratio of standard models' probes to other architectures (poor: CI below {poor:g})"
@@ -190,71 +381,134 @@ def _standard_transfer(label: str, ds: xr.Dataset | None, poor: float, n_boot: i
     _, standard = _groups(ds, "source_training")
     if not standard.any():
         return _row(name, label, stat, note="not testable: no standard source models (training coordinate)")
-    mask, how = _pairs(ds, standard)
-    if not mask.any():
+    cross, _, how = _cross_pairs(ds)
+    if not (cross & standard[:, None]).any():
         return _row(name, label, stat, note="not testable: no pair of a standard source and another architecture")
-    ratio, boot = _boot_transfer(ds, n_boot, seed)
-    value = float(_mean_over(ratio, mask))
-    lo, hi = ci(_mean_over(boot, mask), level)
-    return _row(name, label, stat, value, lo, hi, bool(hi < poor), note=f"{int(mask.sum())} {how}, mean over norms and eps")
+    change, own = _changes(ds)
+    value, lo, hi = _hierarchical(_per_source(change, own, cross), change.shape[-1], [standard], lambda c: c[0],
+                                  n_boot, level, seed, _image_groups(ds))
+    note = f"{int((cross & standard[:, None]).sum())} {how}, mean over norms and eps; {int(standard.sum())} standard sources"
+    if "random_transfer" in ds:
+        rt = ds["random_transfer"].transpose("noise", "source_model", "target_model", "norm", "eps").values
+        note += "; random baselines on the same pairs " + ", ".join(
+            f"{k} {float(_mean_over(rt[q], cross & standard[:, None])):.3f}" for q, k in enumerate(ds["noise"].values))
+    return _row(name, label, stat, value, lo, hi, bool(hi < poor), note=note)
 
 
 def _robust_transfer(label: str, ds: xr.Dataset | None, n_boot: int, level: float, seed: int) -> dict[str, Any]:
     name = "robust probes transfer"
-    stat = "mean transfer ratio to other models: robust sources minus standard sources"
+    stat = ("mean transfer ratio to other architectures: robust sources minus standard sources (same cross-architecture "
+            "targets); must also beat equal-norm random perturbations")
     if ds is None:
         return _row(name, label, stat, note="not testable: no transfer results")
     robust, standard = _groups(ds, "source_training")
     if not robust.any() or not standard.any():
         return _row(name, label, stat, note=f"not testable: {int(robust.sum())} robust and {int(standard.sum())} "
                     "standard source models")
-    m = len(ds["source_model"])
-    off = ~np.eye(m, dtype=bool)
-    ratio, boot = _boot_transfer(ds, n_boot, seed)
-    r_mean = _mean_over(ratio, robust[:, None] & off)
-    s_mean = _mean_over(ratio, standard[:, None] & off)
-    diff_b = _mean_over(boot, robust[:, None] & off) - _mean_over(boot, standard[:, None] & off)
-    lo, hi = ci(diff_b, level)
-    return _row(name, label, stat, float(r_mean - s_mean), lo, hi, bool(lo > 0),
-                note=f"robust {float(r_mean):.3f} vs standard {float(s_mean):.3f}, mean over targets, norms and eps")
+    cross, same, how = _cross_pairs(ds)
+    # the same pairs for both classes: sources of architectures that have a robust and a standard member
+    s_arch = np.asarray(ds["source_architecture"].values).astype(str) if "source_architecture" in ds.coords else None
+    if s_arch is not None and "unknown" not in s_arch:
+        both = sorted(set(s_arch[robust]) & set(s_arch[standard]))
+        if both:
+            keep = np.isin(s_arch, both)
+            robust, standard = robust & keep, standard & keep
+            how += f" (sources of architectures with both kinds: {', '.join(both)}, so both kinds share the targets)"
+        else:
+            how += " (no architecture has both kinds: the target sets differ between the kinds)"
+    change, own = _changes(ds)
+    n = change.shape[-1]
+    fn = _per_source(change, own, cross)
+    value, lo, hi = _hierarchical(fn, n, [robust, standard], lambda c: c[0] - c[1], n_boot, level, seed,
+                                  _image_groups(ds))
+    r_mean = float(np.nanmean(fn(np.full((1, n), 1.0 / n))[robust]))
+    s_mean = float(np.nanmean(fn(np.full((1, n), 1.0 / n))[standard]))
+    beats, rnote = _random_check(ds, robust, cross, n_boot, level, seed)
+    same_v = float(_mean_over(*_ratio_and_mask(ds, same))) if same.any() else np.nan
+    note = (f"robust {r_mean:.3f} vs standard {s_mean:.3f} on {how}, mean over norms and eps; robust sources vs "
+            f"equal-norm random perturbations: {rnote}; same-architecture (teacher/student) transfer, reported apart: "
+            f"{same_v:.3f} over {int(same.sum())} pairs; {_class_note(robust, standard)}")
+    return _row(name, label, stat, value, lo, hi, bool(lo > 0 and beats), note=note)
+
+
+def _ratio_and_mask(ds: xr.Dataset, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    change, own = _changes(ds)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return nanmean_last(change) / nanmean_last(own)[None], mask
 
 
 def _robust_to_brain(label: str, ds: xr.Dataset | None, n_boot: int, level: float, seed: int) -> dict[str, Any]:
     name = "robust probes transfer to the brain"
-    stat = "brain's change / model-predicted change: robust sources minus standard sources"
+    stat = ("brain's change along the targeted direction in brain SD units (same eps): robust sources minus "
+            "standard sources; robust must also beat equal-norm random perturbations")
     if ds is None or "brain_change" not in ds:
         return _row(name, label, stat, note="not testable: no image-computable brain in the transfer results")
+    if "brain_abs" not in ds:
+        return _row(name, label, stat, note="not testable: transfer results predate brain_abs (re-run the analysis)")
     robust, standard = _groups(ds, "source_training")
     if not robust.any() or not standard.any():
         return _row(name, label, stat, note=f"not testable: {int(robust.sum())} robust and {int(standard.sum())} "
                     "standard source models")
-    bc = ds["brain_change"].transpose("source_model", "norm", "eps", "image").values
-    pc = ds["predicted"].transpose("source_model", "norm", "eps", "image").values
-    w = boot_weights(bc.shape[-1], n_boot, seed)
-    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        ratio = nanmean_last(bc) / nanmean_last(pc)  # S x norm x eps
-        boot = boot_means(bc, w) / boot_means(pc, w)
-        rv, sv = np.nanmean(ratio[robust]), np.nanmean(ratio[standard])
-        diff_b = np.nanmean(boot[robust], axis=(0, 1, 2)) - np.nanmean(boot[standard], axis=(0, 1, 2))
-    lo, hi = ci(diff_b, level)
-    rr = float(np.nanmean(ds["brain_r"].values[robust])) if "brain_r" in ds else np.nan
-    rs = float(np.nanmean(ds["brain_r"].values[standard])) if "brain_r" in ds else np.nan
-    return _row(name, label, stat, float(rv - sv), lo, hi, bool(lo > 0),
-                note=f"robust {rv:.3f} vs standard {sv:.3f}; closed-loop r across images robust {rr:.2f} vs standard {rs:.2f}")
+    dims = ("source_model", "norm", "eps", "image")
+    ba = ds["brain_abs"].transpose(*dims).values
+    cos = ds["brain_cos"].transpose(*dims).values
+    n = ba.shape[-1]
+    one = np.ones((ba.shape[0], 1), dtype=bool)
+    value, lo, hi = _hierarchical(_per_source(ba, None, one), n, [robust, standard], lambda c: c[0] - c[1], n_boot,
+                                  level, seed, _image_groups(ds))
+    beats, parts = True, []
+    if "brain_random_abs" in ds:
+        ra = ds["brain_random_abs"].transpose("noise", *dims).values
+        rc = ds["brain_random_cos"].transpose("noise", *dims).values
+        for q, kind in enumerate(ds["noise"].values):
+            v, l_, h_ = _hierarchical(_per_source(ba - ra[q], None, one), n, [robust], lambda c: c[0], n_boot, level,
+                                      seed, _image_groups(ds))
+            beats &= bool(l_ > 0)
+            parts.append(f"robust probe - {kind} noise {v:.3f} SD [{l_:.3f}, {h_:.3f}], cosine under {kind} noise "
+                         f"{float(np.nanmean(rc[q][robust])):.2f}")
+    else:
+        beats = False
+        parts.append("no random baselines: not held")
+    uni = np.full((1, n), 1.0 / n)
+    mean = lambda arr, m: float(np.nanmean(_per_source(arr, None, one)(uni)[m]))  # noqa: E731
+    note = (f"brain SD units: robust {mean(ba, robust):.3f} vs standard {mean(ba, standard):.3f}; pattern cosine "
+            f"brain vs model robust {mean(cos, robust):.2f} vs standard {mean(cos, standard):.2f}; " + "; ".join(parts))
+    if "predicted" in ds:
+        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            bc = ds["brain_change"].transpose(*dims).values
+            pc = ds["predicted"].transpose(*dims).values
+            ratio = nanmean_last(bc) / nanmean_last(pc)
+            note += (f"; secondary: brain / predicted change robust {np.nanmean(ratio[robust]):.3f} vs standard "
+                     f"{np.nanmean(ratio[standard]):.3f}")
+    if "brain_r" in ds:
+        note += (f", closed-loop r robust {float(np.nanmean(ds['brain_r'].values[robust])):.2f} vs standard "
+                 f"{float(np.nanmean(ds['brain_r'].values[standard])):.2f}")
+    note += "; " + _class_note(robust, standard)
+    return _row(name, label, stat, value, lo, hi, bool(lo > 0 and beats), note=note)
 
 
 def _l2_linf(label: str, ds: xr.Dataset | None, threshold: float, level: float) -> dict[str, Any]:
     name = "l2 and linf target-wise sensitivity agree"
-    stat = f"Pearson R across targets, l2 vs linf (mean over models by Fisher z; paper .97; holds at >= {threshold:g})"
+    stat = (f"Pearson R across targets, l2 vs linf at budgets matched by first-order effect, corrected for "
+            f"attenuation (mean over models; paper .97; holds when the BCa lower bound >= {threshold:g})")
     if ds is None:
         return _row(name, label, stat, note="not testable: no l2_linf results")
-    r = np.clip(ds["r_model"].values, -0.999999, 0.999999)
-    value = float(np.tanh(np.arctanh(r).mean()))
-    if "r_model_boot" in ds:
-        b = np.clip(ds["r_model_boot"].transpose("model", "boot").values, -0.999999, 0.999999)
-        lo, hi = ci(np.tanh(np.arctanh(b).mean(0)), level)
+    r = ds["r_model"].values
+    value = float(np.nanmean(r))
+    if "r_model_boot" in ds and "r_model_jack" in ds:
+        boot = np.nanmean(ds["r_model_boot"].transpose("model", "boot").values, axis=0)
+        jack = np.nanmean(ds["r_model_jack"].transpose("model", "jack").values, axis=0)
+        lo, hi = bca_interval(value, boot, jack, level)
+        lo, hi, how = float(lo), float(hi), "BCa over images"
     else:
         lo = hi = np.nan
-    return _row(name, label, stat, value, lo, hi, bool(value >= threshold),
-                note=f"{len(r)} models; per model " + ", ".join(f"{m}: {v:.2f}" for m, v in zip(ds['model'].values, r)))
+        how = "results predate the BCa replicates: no interval, not held"
+    note = f"{len(r)} models; {how}; per model " + ", ".join(f"{m}: {v:.2f}" for m, v in zip(ds["model"].values, r))
+    if "r_model_uncorrected" in ds:
+        note += f"; uncorrected mean {float(np.nanmean(ds['r_model_uncorrected'].values)):.2f}"
+    if "matched_linf_eps" in ds:
+        first = ds["matched_linf_eps"].isel(model=0)
+        note += "; matched budgets (first model) " + ", ".join(
+            f"l2 {float(e):g} ~ linf {float(v):.3g}" for e, v in zip(first["l2_eps"].values, first.values))
+    return _row(name, label, stat, value, lo, hi, bool(np.isfinite(lo) and lo >= threshold), note=note)

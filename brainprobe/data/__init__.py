@@ -27,6 +27,8 @@ _NAMES: dict[str, str] = {
     "load_nsd": "brainprobe.data.nsd",
     "load_algonauts": "brainprobe.data.algonauts",
     "load_generic": "brainprobe.data.generic",
+    "load_rdm_benchmark": "brainprobe.data.rdm_benchmark",
+    "RDMBenchmark": "brainprobe.data.rdm_benchmark",
 }
 
 __all__ = sorted(_NAMES)

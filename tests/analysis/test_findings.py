@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -58,7 +60,7 @@ def results() -> dict[str, xr.Dataset]:
 def test_findings_on_a_scenario_with_known_answers(results: dict[str, xr.Dataset]) -> None:
     table = findings({"sim-linear": results}, n_boot=300)
     assert list(table.columns) == ["finding", "brain", "statistic", "value", "ci_low", "ci_high", "held", "note"]
-    assert (table["brain"] == "sim-linear").all() and len(table) == 6
+    assert (table["brain"] == "sim-linear").all() and len(table) == 7
     row = table.set_index("finding")
     # built in: robust models read the axes along which images vary -> less sensitive in SD units
     assert row.loc["robust models need larger eps", "held"] and row.loc["robust models need larger eps", "value"] > 2
@@ -94,7 +96,7 @@ def test_findings_report_failures_with_numbers(results: dict[str, xr.Dataset]) -
 
 def test_untestable_findings_say_why(results: dict[str, xr.Dataset]) -> None:
     table = findings({"only-l2linf": {"l2_linf": results["l2_linf"]}}).set_index("finding")
-    assert table["note"].str.startswith("not testable").sum() == 5
+    assert table["note"].str.startswith("not testable").sum() == 6
     assert np.isnan(table.loc["robust models need larger eps", "value"])
     assert not table.loc["robust models need larger eps", "held"]
     r = table.loc["l2 and linf target-wise sensitivity agree"]
@@ -127,9 +129,97 @@ def test_separation_finding_with_ci() -> None:
     null = xr.DataArray(image + 0.3 * rng.normal(size=(m, n)), dims=("model", "image"), coords={"model": models})
     good = findings({"disc": {"discriminability": discriminability({"sensitivity": sep, "predictivity": null},
                                                                    n_boot=300)}}, n_boot=300)
-    row = good.set_index("finding").loc["sensitivity separates more model pairs than predictivity"]
+    row = good.set_index("finding").loc["sensitivity is more repeatable across images than predictivity"]
     assert row["held"] and row["value"] == pytest.approx(1.0) and 0 < row["ci_low"] <= row["value"] <= row["ci_high"]
     bad = findings({"disc": {"discriminability": discriminability({"sensitivity": null, "predictivity": sep},
                                                                   n_boot=300)}}, n_boot=300)
-    row = bad.set_index("finding").loc["sensitivity separates more model pairs than predictivity"]
+    row = bad.set_index("finding").loc["sensitivity is more repeatable across images than predictivity"]
     assert not row["held"] and row["value"] < -0.5 and "predictivity 1.00" in row["note"]
+
+
+def _transfer_matrix(cross: dict[str, float], same: float = 0.8, noise: float = 0.1, n: int = 30,
+                     seed: int = 0) -> xr.Dataset:
+    """A constructed transfer result: 2 architectures x (standard, robust); per-image changes around known ratios.
+
+    ``cross[kind]`` is the ratio of that kind's sources to the other architecture, ``same`` the
+    teacher/student ratio within an architecture, ``noise`` the size of equal-norm random baselines.
+    """
+    rng = np.random.default_rng(seed)
+    names = ["std_a", "rob_a", "std_b", "rob_b"]
+    arch = np.array(["a", "a", "b", "b"])
+    kind = np.array(["standard", "robustified", "standard", "robustified"])
+    ratio = np.eye(4)
+    for i in range(4):
+        for j in range(4):
+            if i != j:
+                ratio[i, j] = same if arch[i] == arch[j] else cross["robust" if kind[i] != "standard" else "standard"]
+    jitter = 1 + 0.2 * rng.normal(size=(4, 4, 1, 1, n))
+    change = ratio[:, :, None, None, None] * jitter
+    for j in range(4):
+        change[j, j] = 1 + 0.2 * rng.normal(size=(1, 1, n))
+    rand = noise * np.abs(1 + 0.2 * rng.normal(size=(2, 4, 4, 1, 1, n)))
+    return xr.Dataset(
+        {"change": (("source_model", "target_model", "norm", "eps", "image"), change),
+         "random_change": (("noise", "source_model", "target_model", "norm", "eps", "image"), rand)},
+        coords={"source_model": names, "target_model": names, "norm": ["l2"], "eps": [0.5], "image": np.arange(n),
+                "noise": ["white", "pink"], "source_training": ("source_model", kind),
+                "target_training": ("target_model", kind), "source_architecture": ("source_model", arch),
+                "target_architecture": ("target_model", arch)},
+    )
+
+
+def test_pair_masks_compare_robust_and_standard_on_the_same_cross_architecture_pairs() -> None:
+    # same-architecture (teacher/student) transfer is high, cross-architecture transfer equal for both kinds
+    equal = findings({"m": {"transfer": _transfer_matrix({"robust": 0.3, "standard": 0.3}, same=0.8)}}, n_boot=400)
+    row = equal.set_index("finding").loc["robust probes transfer"]
+    assert row["value"] == pytest.approx(0.0, abs=0.03) and not row["held"]
+    assert row["ci_low"] <= row["value"] <= row["ci_high"] and row["ci_low"] < 0 < row["ci_high"]
+    assert re.search(r"transfer, reported apart: 0\.[78]\d\d over 4 pairs", row["note"])  # teacher/student transfer reported on its own
+    # averaging over every pair (the old statistic) would have shown a robust advantage only if kinds differed; here
+    # robust sources transfer more across architectures and beat noise: held
+    better = findings({"m": {"transfer": _transfer_matrix({"robust": 0.5, "standard": 0.1})}}, n_boot=400)
+    row = better.set_index("finding").loc["robust probes transfer"]
+    assert row["held"] and row["value"] == pytest.approx(0.4, abs=0.05) and row["ci_low"] > 0.3
+    # the same contrast, but random perturbations of the same norm move the targets more: not held
+    noisy = findings({"m": {"transfer": _transfer_matrix({"robust": 0.5, "standard": 0.1}, noise=0.7)}}, n_boot=400)
+    row = noisy.set_index("finding").loc["robust probes transfer"]
+    assert row["ci_low"] > 0.3 and not row["held"] and re.search(r"white noise -0\.[12]\d\d \[-", row["note"])
+    std = noisy.set_index("finding").loc["standard probes transfer poorly across architectures"]
+    assert std["value"] == pytest.approx(0.1, abs=0.03) and std["held"]
+
+
+def test_every_row_interval_contains_its_value(results: dict[str, xr.Dataset]) -> None:
+    per_brain = {"sim-linear": results,
+                 "constructed": {"transfer": _transfer_matrix({"robust": 0.4, "standard": 0.2}, seed=3),
+                                 "l2_linf": results["l2_linf"], "discriminability": results["discriminability"]}}
+    table = findings(per_brain, n_boot=300)
+    finite = table[np.isfinite(table["ci_low"]) & np.isfinite(table["ci_high"])]
+    assert len(finite) >= 8
+    assert ((finite["ci_low"] <= finite["value"]) & (finite["value"] <= finite["ci_high"])).all(), finite
+    # a row whose interval misses its value is reported as not held
+    from brainprobe.analysis._findings import _checked, _row
+
+    bad = _checked(_row("f", "b", "s", 1.0, 1.5, 2.0, True, "n"))
+    assert not bad["held"] and "does not contain" in bad["note"]
+    assert _checked(_row("f", "b", "s", 1.7, 1.5, 2.0, True, "n"))["held"]
+
+
+def test_hierarchical_bootstrap_resamples_models_within_a_class() -> None:
+    from brainprobe.analysis._findings import _hierarchical
+
+    rng = np.random.default_rng(1)
+    n = 40
+    # 3 robust models with very different levels, 1 standard: model-to-model spread must widen the interval
+    levels = np.array([1.0, 2.0, 3.0, 0.5])
+    x = levels[:, None] + 0.05 * rng.normal(size=(4, n))
+    robust, standard = np.array([1, 1, 1, 0], bool), np.array([0, 0, 0, 1], bool)
+
+    def per_model(w: np.ndarray) -> np.ndarray:
+        return x @ w.T
+
+    v, lo, hi = _hierarchical(per_model, n, [robust, standard], lambda c: c[0] - c[1], 1000, 0.95, 0)
+    assert v == pytest.approx(1.5, abs=0.02)
+    assert hi - lo > 1.0  # dominated by which robust models are drawn (images alone give ~0.03)
+    v2, lo2, hi2 = _hierarchical(per_model, n, [robust, standard], lambda c: c[0] - c[1], 1000, 0.95, 0,
+                                 groups=np.repeat(np.arange(10), 4))
+    assert lo2 <= v2 <= hi2
