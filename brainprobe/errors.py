@@ -43,8 +43,8 @@ class OutputError(BrainprobeError, OSError):
         err : OSError
             The operating system's error (``errno``, ``strerror``, ``filename`` are used when set).
         path : path-like, optional
-            The file the caller was writing; named when ``err`` carries no file name (``write``
-            errors such as EFBIG / ENOSPC do not).
+            The file the caller was writing; named instead of ``err.filename`` (which may be a
+            temporary beside it, or missing: ``write`` errors such as EFBIG / ENOSPC carry none).
 
         Returns
         -------
@@ -56,7 +56,7 @@ class OutputError(BrainprobeError, OSError):
         code = err.errno
         name = _errno.errorcode.get(code, "") if code is not None else ""
         what = err.strerror or " ".join(str(err).split()) or type(err).__name__
-        filename = err.filename if err.filename is not None else path
+        filename = path if path is not None else err.filename
         where = f"{filename}: " if filename is not None else ""
         hints = {
             _errno.ENOSPC: "free disk space or write to another folder",

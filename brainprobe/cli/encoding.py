@@ -84,10 +84,13 @@ def fit(
     typer.echo("normalised predictivity: median over targets of r / sqrt(noise ceiling) [95% bootstrap CI over test images]")
     typer.echo(table.to_string())
     if out is not None:
+        from brainprobe.pipeline.cache import write_bytes_atomic
+
         out.mkdir(parents=True, exist_ok=True)
+        # serialised in memory, written through temporaries + renames: a full disk leaves old files intact
         for name, ds in results.items():
-            ds.to_netcdf(out / f"predictivity_{name}.nc", engine="h5netcdf")
-        table.to_csv(out / "predictivity.csv")
+            write_bytes_atomic(out / f"predictivity_{name}.nc", bytes(ds.to_netcdf(engine="h5netcdf")))
+        write_bytes_atomic(out / "predictivity.csv", table.to_csv().encode())
         typer.echo(f"wrote {out}/predictivity.csv and predictivity_<model>.nc", err=True)
 
 

@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
         """Rebuild report.html (and figures/) from results.nc and manifest.json, without recomputing."""
         from brainprobe.report import build_report
 
-        path = build_report(run_dir, gallery_eps=parse_eps(gallery_eps) if gallery_eps else None, out=output)
+        path = build_report(run_dir, gallery_eps=parse_eps(gallery_eps, "--gallery-eps") if gallery_eps else None, out=output)
         typer.echo(f"report: {path}")
 
     @app.command("export-stimuli")

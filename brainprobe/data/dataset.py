@@ -39,6 +39,14 @@ def _float_array(values: Any, where: str) -> np.ndarray:
     return arr
 
 
+def _remove_quietly(path: Path) -> None:
+    """Delete a temporary file if it is there (a parent that is not a folder is no error)."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
 def default_split(
     n: int, test_fraction: float = 0.2, seed: int = 0, groups: Sequence[str] | np.ndarray | None = None
 ) -> np.ndarray:
@@ -453,10 +461,10 @@ class Dataset:
                 os.fsync(f.fileno())
             os.replace(tmp, path)
         except OSError as err:  # disk full, file too large, read-only folder: one line naming the file
-            tmp.unlink(missing_ok=True)
+            _remove_quietly(tmp)
             raise OutputError.from_os_error(err, path) from None
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            _remove_quietly(tmp)
             raise
         return path
 

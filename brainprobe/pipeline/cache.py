@@ -11,6 +11,7 @@ recomputed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -132,8 +133,15 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:  # disk full, interrupted: no half-written temporary is left behind
-        tmp.unlink(missing_ok=True)
+    except OSError as err:  # disk full, read-only folder: no half-written temporary; the error names the file
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if err.filename is None or str(err.filename) == str(tmp):
+            err.filename = str(path)
+        raise
+    except BaseException:  # interrupted: no half-written temporary is left behind
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise
 
 
