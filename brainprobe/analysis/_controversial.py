@@ -21,6 +21,7 @@ from brainprobe.analysis._common import (
     resolve,
     response_change,
     model_mean_sd,
+    model_sd,
 )
 from brainprobe.errors import ConfigError
 
@@ -34,6 +35,8 @@ def controversial(
     brain: nn.Module | None = None,
     predictivity: xr.DataArray | None = None,
     sharpness: float = 10.0,
+    noise_ceiling: Any = None,
+    noise_z: float = 1.96,
     alpha: float = 0.05,
     n_boot: int = 1000,
     level: float = 0.95,
@@ -50,15 +53,27 @@ def controversial(
     objective's value; within log(2)/k of the hard minimum, in SD units); > 0 means the models
     disagree in the intended directions.
 
-    With an image-computable ``brain``: on each controversial image (margin > 0) the brain
-    follows a when its own target-set mean rises, b when it falls. ``recovery[a, b]`` = share of
-    controversial images (both orientations pooled: probes (a, b) and (b, a)) on which the brain
-    sided with a, so recovery[a, b] + recovery[b, a] = 1; ``decided`` marks pairs where a
-    two-sided binomial test against 0.5 is significant after Holm correction over pairs.
+    With an image-computable ``brain`` (see :func:`count_recovery`): each image counts once per
+    unordered pair, in the orientation ((a, b) or (b, a) probe) with the larger margin, if that
+    margin is > 0. There the brain follows the model whose direction its target-set mean moved,
+    but only when the change exceeds ``noise_z`` x the noise SD of an R-trial mean; otherwise the
+    image is undecided. The noise SD comes from the dataset's noise ceiling: NC_t is the fraction
+    of the R-trial mean's variance that is signal, so with signal SD s_t (the noise-free brain's
+    response SD) the noise SD of the trial mean is s_t sqrt((1 - NC_t) / NC_t) (R is already in
+    NC_t: NC = ncsnr^2 / (ncsnr^2 + 1/R)); the target-set mean's noise SD is
+    sqrt(sum_t s_t^2 (1 - NC_t) / NC_t) / K (independent noise over its K targets), in the same
+    SD units as ``brain_z``. ``recovery[a, b]`` = share of decided images on which the brain
+    sided with a (recovery[a, b] + recovery[b, a] = 1); ``decided`` marks pairs where a two-sided
+    binomial test against 0.5 is significant after Holm correction over pairs (per norm, eps).
+    Without ``noise_ceiling`` the threshold is 0 (any change counts; attribute ``noise_threshold``).
 
     Parameters
     ----------
     probes : dict (model_a, model_b) -> ProbeResult or list (one per norm)
+    noise_ceiling : float or array T, optional
+        The dataset's noise ceiling per target (fraction in (0, 1], of the R-trial mean).
+    noise_z : float
+        How many noise SDs the brain's change must exceed to count as following a model.
     predictivity : DataArray (model, image), optional
         Per-image predictivity on the same images; its discriminability (fraction of pairs
         separated, :func:`discriminability`) is stored alongside for comparison.
@@ -73,12 +88,10 @@ def controversial(
         ``z_a``, ``z_b``, ``margin`` (model_a, model_b, norm, eps, image); ``controversiality``
         (+ CI) (model_a, model_b, norm, eps): mean margin; ``fraction_controversial``. With a brain:
         ``brain_z`` (model_a, model_b, norm, eps, image), ``recovery``, ``n_controversial``,
-        ``p_value``, ``p_holm``, ``decided`` (model_a, model_b, norm, eps), ``fraction_decided``
-        (norm, eps). With predictivity: ``predictivity_significant`` (model_a, model_b),
+        ``n_follow_a``, ``n_follow_b``, ``n_undecided``, ``p_value``, ``p_holm``, ``decided``
+        (model_a, model_b, norm, eps; symmetric entries mirror), ``fraction_decided`` (norm, eps). With predictivity: ``predictivity_significant`` (model_a, model_b),
         ``predictivity_fraction_significant``.
     """
-    from scipy.stats import binomtest
-
     x = as_images(images)
     n = x.shape[0]
     if not probes:
@@ -129,45 +142,13 @@ def controversial(
         "controversiality_ci_high": (d4, hi),
         "fraction_controversial": (d4, contro.mean(-1)),
     }
+    noise_z_units = np.nan
     if brain is not None:
-        with np.errstate(invalid="ignore"):
-            ok = margin > 0
-            follows_a = ok & (brain_z > 0)
-            follows_b = ok & (brain_z < 0)
-        # pool both orientations: on (b, a) probes, following "a" of that pair means siding with b
-        wins = follows_a.sum(-1) + np.swapaxes(follows_b.sum(-1), 0, 1)
-        total = (follows_a | follows_b).sum(-1) + np.swapaxes((follows_a | follows_b).sum(-1), 0, 1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            recovery = np.where(total > 0, wins / np.maximum(total, 1), np.nan)
-        pvals = np.full(recovery.shape, np.nan)
-        iu = np.triu_indices(m, 1)
-        for kk in range(len(norms)):
-            for ee in range(len(all_eps)):
-                for i, j in zip(*iu):
-                    t = int(total[i, j, kk, ee])
-                    if t > 0:
-                        pv = binomtest(int(wins[i, j, kk, ee]), t, 0.5).pvalue
-                        pvals[i, j, kk, ee] = pvals[j, i, kk, ee] = pv
-        upper = pvals[iu[0], iu[1]]  # pairs x norm x eps
-        filled = np.where(np.isnan(upper), 1.0, upper)
-        adj = np.moveaxis(holm(np.moveaxis(filled, 0, -1)), -1, 0)
-        adj = np.where(np.isnan(upper), np.nan, adj)
-        p_holm = np.full(recovery.shape, np.nan)
-        p_holm[iu[0], iu[1]] = adj
-        p_holm[iu[1], iu[0]] = adj
-        decided = np.nan_to_num(p_holm, nan=1.0) < alpha
-        tested = ~np.isnan(upper)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            frac = (np.nan_to_num(adj, nan=1.0) < alpha).sum(0) / np.maximum(tested.sum(0), 1)
-        data.update(
-            brain_z=(d5, brain_z),
-            recovery=(d4, recovery),
-            n_controversial=(d4, total.astype(np.int64)),
-            p_value=(d4, pvals),
-            p_holm=(d4, p_holm),
-            decided=(d4, decided),
-            fraction_decided=(("norm", "eps"), np.where(tested.sum(0) > 0, frac, np.nan)),
-        )
+        noise_z_units = _noise_of_mean(brain, clean["__brain__"].double().numpy(), idx, noise_ceiling, unit["__brain__"])
+        thr = noise_z * noise_z_units if np.isfinite(noise_z_units) else 0.0
+        counts = count_recovery(margin, brain_z, thr, alpha)
+        data.update(brain_z=(d5, brain_z), **{k: (d4, v) for k, v in counts.items() if k != "fraction_decided"})
+        data["fraction_decided"] = (("norm", "eps"), counts["fraction_decided"])
     if predictivity is not None:
         from brainprobe.analysis._discriminability import discriminability
 
@@ -183,8 +164,94 @@ def controversial(
             "units": "across-image SD of the clean target-set mean",
             "alpha": float(alpha),
             "has_brain": int(brain is not None),
+            "noise_threshold": (f"{noise_z:g} x noise SD of the R-trial target-set mean = {noise_z * noise_z_units:.4g} "
+                                "(brain_z units)" if np.isfinite(noise_z_units) else "none: any change counts"),
             "n_boot": int(n_boot),
             "ci_level": float(level),
             "seed": int(seed),
         },
     )
+
+
+def _noise_of_mean(brain: nn.Module, clean: np.ndarray, idx: np.ndarray, noise_ceiling: Any, unit: float) -> float:
+    """Noise SD of the R-trial target-set mean in ``brain_z`` units (NaN without a noise ceiling)."""
+    if noise_ceiling is None:
+        return np.nan
+    nc = np.broadcast_to(np.asarray(noise_ceiling, dtype=np.float64).reshape(-1), (clean.shape[1],))[idx] \
+        if np.ndim(noise_ceiling) == 0 or np.size(noise_ceiling) == clean.shape[1] else None
+    if nc is None:
+        raise ConfigError(f"controversial: noise_ceiling has {np.size(noise_ceiling)} values; give one, or one per "
+                          f"target ({clean.shape[1]})")
+    if not (np.all(np.isfinite(nc)) and np.all(nc > 0) and np.all(nc <= 1)):
+        raise ConfigError("controversial: noise_ceiling must be a fraction in (0, 1] for every target read out; "
+                          "a dataset without repeats has none (pass noise_ceiling=None)")
+    signal = model_sd(brain, clean, "clean responses of the brain")[idx]
+    noise = signal * np.sqrt((1 - nc) / nc)
+    return float(np.sqrt((noise**2).sum()) / len(idx) / unit)
+
+
+def count_recovery(margin: np.ndarray, brain_z: np.ndarray, threshold: float, alpha: float = 0.05) -> dict[str, np.ndarray]:
+    """Which model the brain follows on controversial images, each image once per unordered pair.
+
+    Parameters
+    ----------
+    margin : array M x M x norm x eps x N
+        Controversiality of the (a, b) probe (> 0: a up and b down as intended).
+    brain_z : array M x M x norm x eps x N
+        The brain's target-set mean change under the (a, b) probe, in SD units.
+    threshold : float
+        |brain_z| must exceed it to count (noise of the trial mean); else the image is undecided.
+    alpha : float
+
+    Returns
+    -------
+    dict of arrays M x M x norm x eps
+        ``n_controversial`` (images with a controversial orientation), ``n_follow_a``,
+        ``n_follow_b``, ``n_undecided``, ``recovery`` = n_follow_a / (n_follow_a + n_follow_b),
+        ``p_value`` (two-sided binomial vs 0.5 on the decided images), ``p_holm`` (Holm over the
+        unordered pairs tested, i.e. with >= 1 decided image, per norm and eps), ``decided``; and ``fraction_decided`` (norm x eps).
+        Entry [a, b] is from a's side, [b, a] mirrors it.
+    """
+    from scipy.stats import binomtest
+
+    m = margin.shape[0]
+    shape = margin.shape[:-1]
+    out = {k: np.zeros(shape, dtype=np.int64) for k in ("n_controversial", "n_follow_a", "n_follow_b", "n_undecided")}
+    pvals = np.full(shape, np.nan)
+    iu = np.triu_indices(m, 1)
+    for i, j in zip(*iu):
+        m1, m2 = np.nan_to_num(margin[i, j], nan=-np.inf), np.nan_to_num(margin[j, i], nan=-np.inf)
+        use1 = m1 >= m2  # the orientation with the larger margin
+        best = np.where(use1, m1, m2)
+        contro = best > 0
+        z = np.where(use1, brain_z[i, j], -brain_z[j, i])  # > 0: towards i (on (j, i) probes, falling = towards i)
+        z = np.nan_to_num(z, nan=0.0)
+        to_i = contro & (z > threshold)
+        to_j = contro & (z < -threshold)
+        n_c, n_i, n_j = contro.sum(-1), to_i.sum(-1), to_j.sum(-1)
+        for key, a_side, b_side in (("n_controversial", n_c, n_c), ("n_follow_a", n_i, n_j), ("n_follow_b", n_j, n_i),
+                                    ("n_undecided", n_c - n_i - n_j, n_c - n_i - n_j)):
+            out[key][i, j], out[key][j, i] = a_side, b_side
+        for idx in np.ndindex(n_c.shape):
+            t = int(n_i[idx] + n_j[idx])
+            if t > 0:
+                pvals[(i, j) + idx] = pvals[(j, i) + idx] = binomtest(int(n_i[idx]), t, 0.5).pvalue
+    dec = out["n_follow_a"] + out["n_follow_b"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recovery = np.where(dec > 0, out["n_follow_a"] / np.maximum(dec, 1), np.nan)
+    upper = pvals[iu[0], iu[1]]  # pairs x norm x eps
+    adj = np.full_like(upper, np.nan)
+    for cell in np.ndindex(upper.shape[1:]):  # Holm over the pairs actually tested (>= 1 decided image)
+        col = upper[(slice(None),) + cell]
+        ok = np.isfinite(col)
+        if ok.any():
+            adj[(np.flatnonzero(ok),) + cell] = holm(col[ok])
+    p_holm = np.full(shape, np.nan)
+    p_holm[iu[0], iu[1]] = adj
+    p_holm[iu[1], iu[0]] = adj
+    tested = ~np.isnan(upper)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = (np.nan_to_num(adj, nan=1.0) < alpha).sum(0) / np.maximum(tested.sum(0), 1)
+    return {**out, "recovery": recovery, "p_value": pvals, "p_holm": p_holm,
+            "decided": np.nan_to_num(p_holm, nan=1.0) < alpha,
+            "fraction_decided": np.where(tested.sum(0) > 0, frac, np.nan)}

@@ -74,8 +74,8 @@ def transfer(
 
     With ``brain`` (an image-computable brain, e.g. a SimulatedBrain): the brain's change under
     each model's probes in the direction that model targeted, in brain SD units (``brain_abs``:
-    each target's change divided by the across-image SD of the brain's clean responses on these
-    images), the cosine between the brain's and the model's change patterns (``brain_cos``, each
+    each target's change divided by the brain's response SD: on its training images when it has
+    ``response_sd``, else across these images), the cosine between the brain's and the model's change patterns (``brain_cos``, each
     target scaled by its SD), and the same two under the equal-norm random perturbations
     (``brain_random_abs``: size of the brain's change; ``brain_random_cos``). Secondary: the
     ratio of means brain / model-predicted change (``brain_ratio``) and their correlation
@@ -153,7 +153,7 @@ def transfer(
     idx = resolve(receivers[names[0]], readout.targets, clean[names[0]].shape[1])
     sd = {k: model_sd(receivers[k], c.double().numpy(), f"clean responses of {k}") if readout.kind == "shift" and readout.normalize else None
           for k, c in clean.items()}
-    sd_abs = {k: _sd_on(c.double().numpy(), idx, k) for k, c in clean.items()}  # always: for absolute units / cosines
+    sd_abs = {k: _sd_on(receivers[k], c.double().numpy(), idx, k) for k, c in clean.items()}  # absolute units, cosines
 
     def given(table: Any, a: str, nm: str, b: str, shape: tuple[int, ...]) -> np.ndarray | None:
         arr = ((table or {}).get(a, {}) or {}).get(nm, {}).get(b) if table else None
@@ -313,7 +313,8 @@ def transfer(
             "brain": str(getattr(brain, "name", type(brain).__name__)) if brain is not None else "",
             "baselines": "equal-norm random perturbations per source, norm and image: white (l2: uniform on the "
                          "sphere; linf: random sign x norm) and pink (1/f field scaled to the l2 norm / the linf norm)",
-            "brain_units": "brain SD units: change / across-image SD of the brain's clean responses on these images",
+            "brain_units": "brain SD units: change / the brain's response SD (on the training images when it has "
+                           "response_sd, else across these images)",
             "n_boot": int(n_boot),
             "ci_level": float(level),
             "seed": int(seed),
@@ -332,10 +333,14 @@ def baseline_seed(seed: int, source: str, norm: str, kind: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little") & 0x7FFFFFFF
 
 
-def _sd_on(clean: np.ndarray, idx: np.ndarray, who: str) -> np.ndarray:
-    """Across-image SD per target (T,), computed on the selected targets only (1 elsewhere)."""
+def _sd_on(model: nn.Module, clean: np.ndarray, idx: np.ndarray, who: str) -> np.ndarray:
+    """Scale per target (T,) on the selected targets (1 elsewhere): the model's ``response_sd``
+    (SD of its responses on the training images) when it has one, else the SD across these images."""
+    what = f"clean responses of {'the brain' if who == BRAIN else who}"
+    if getattr(model, "response_sd", None) is not None:
+        return model_sd(model, clean, what)
     out = np.ones(clean.shape[1])
-    out[idx] = target_sd(clean[:, idx], f"clean responses of {'the brain' if who == BRAIN else who}")
+    out[idx] = target_sd(clean[:, idx], what)
     return out
 
 

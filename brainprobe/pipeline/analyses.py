@@ -164,6 +164,8 @@ def compute_analyses(config: RunConfig, plan: DatasetPlan, dataset: Any, cache_r
             warnings.warn(f"analysis check: {name} is not available in this brainprobe version; skipped", stacklevel=2)
             continue
         groups[name] = fn(ctx, groups)
+    if brain is not None and groups.get("sensitivity") is not None:
+        groups["brain_sensitivity"] = _brain_sensitivity(ctx, groups)  # finding 2 against the brain's own profile
     return {k: v for k, v in groups.items() if v is not None}
 
 
@@ -248,8 +250,50 @@ def _transfer(ctx: AnalysisContext, done: dict[str, Any]) -> Any:
     from brainprobe.analysis import transfer
 
     return transfer(ctx.encoders, ctx.images, ctx.probes, objective=ctx.objective, brain=ctx.brain,
-                    n_boot=ctx.config.analyses.n_boot, seed=ctx.config.seed, info=ctx.info, groups=ctx.groups(),
-                    **ctx.options("transfer"))
+                    responses=transfer_responses(ctx), n_boot=ctx.config.analyses.n_boot, seed=ctx.config.seed,
+                    info=ctx.info, groups=ctx.groups(), **ctx.options("transfer"))
+
+
+def transfer_responses(ctx: AnalysisContext) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+    """The transfer stage's shards as ``transfer(responses=)``: source -> norm -> receiver -> E x N x T.
+
+    Other models and the brain (``brain``) come from the transfer shards, each source's own change
+    from its probe shards, so the analysis computes none of them again (only the random baselines).
+    """
+    out = gather_transfer(ctx.plan, ctx.cache_root)
+    for source, per_norm in ctx.probes.items():
+        for p in per_norm:
+            out.setdefault(source, {}).setdefault(p.norm, {})[source] = np.asarray(p.change)
+    return out
+
+
+def _brain_sensitivity(ctx: AnalysisContext, done: dict[str, Any]) -> Any:
+    """The image-computable brain probed like the models (same norms, budgets, objective, settings and
+    images), read out like them: its sensitivity, for the brain-referenced criterion of finding 2.
+
+    Runs on the driver (one probe per norm over all probed images); None for recorded data.
+    """
+    if ctx.brain is None or done.get("sensitivity") is None:
+        return None
+    from brainprobe.analysis import sensitivity
+    from brainprobe.pipeline.stages import shard_seed
+    from brainprobe.probes import probe
+
+    pr = ctx.config.probes
+    probes = [probe(ctx.brain, ctx.images, norm=nm, eps=pr.eps[nm], objective=ctx.objective, steps=pr.steps,
+                    step_size=pr.step_size, random_start=pr.random_start, batch_size=pr.batch_size, progress=False,
+                    seed=shard_seed(ctx.config.seed, "brain-probes", ctx.plan.label, nm))
+              for nm in pr.norms]
+    kind = model_info(ctx.plan.brain["backbone"])  # type: ignore[index]
+    measure = "rms" if pr.objective.startswith("shift") else "mean"
+    opts = {k: v for k, v in ctx.options("sensitivity").items() if k in ("rois", "targets")}
+    ds = sensitivity({"brain": ctx.brain}, ctx.images, {"brain": probes}, measure=measure,
+                     n_boot=ctx.config.analyses.n_boot, seed=ctx.config.seed,
+                     info={"brain": {"training": kind["training"], "architecture": kind["family"]}},
+                     groups=ctx.groups(), **opts)
+    ds.attrs.update(analysis="brain_sensitivity", brain_training=kind["training"], brain_family=kind["family"],
+                    brain_backbone=str(ctx.plan.brain["backbone"]))  # type: ignore[index]
+    return ds
 
 
 def _axes(ctx: AnalysisContext, done: dict[str, Any]) -> Any:
@@ -297,8 +341,14 @@ def _controversial(ctx: AnalysisContext, done: dict[str, Any]) -> Any:
         ]
     responses = np.asarray(ctx.dataset.responses)[np.asarray(ctx.image_index[:k])]
     pred = predictivity_scores(ctx.encoders, responses, images=x)
+    nc = np.asarray(getattr(ctx.dataset, "noise_ceiling", None) if ctx.brain is not None else None, dtype=float)
+    if nc.ndim and not (np.isfinite(nc).all() and (nc > 0).all()):
+        warnings.warn("controversial check: the dataset has no noise ceiling for every target; the brain follows a "
+                      "model on any change (no trial-noise threshold)", stacklevel=2)
+    noise_ceiling = nc if nc.ndim and np.isfinite(nc).all() and (nc > 0).all() else None
     return controversial(ctx.encoders, x, probes, targets=a_cfg.contrast_targets, brain=ctx.brain, predictivity=pred,
-                         n_boot=a_cfg.n_boot, seed=ctx.config.seed, groups=ctx.groups(k), **ctx.options("controversial"))
+                         noise_ceiling=noise_ceiling, n_boot=a_cfg.n_boot, seed=ctx.config.seed, groups=ctx.groups(k),
+                         **ctx.options("controversial"))
 
 
 def _linearity(ctx: AnalysisContext, done: dict[str, Any]) -> Any:
