@@ -341,7 +341,9 @@ def rsa_benchmark(
         ``layer`` (model, layer_index; "" where a model has fewer layers); ``rsa_human``
         (model, layer_index, subject): RSA with each subject's session-mean RDM;
         ``rsa_human_mean`` and its bootstrap ``rsa_human_ci_low/high`` (model, layer_index);
-        ``rsa_monkey`` (model, layer_index); ``best_layer`` / ``best_layer_index`` (model, the
+        ``rsa_monkey`` (model, layer_index); ``rsa_human_boot`` (boot, model, layer_index) and
+        ``rsa_human_best_boot`` (boot, model): the paired bootstrap samples (same resamples for
+        every model; NaN where a resample had < 3 distinct stimuli); ``best_layer`` / ``best_layer_index`` (model, the
         layer best on all subjects); ``rsa_human_cv`` (model: mean over held-out subjects of the
         layer chosen on the others), ``cv_layer_index`` (model, subject), ``cv_agreement``
         (model: fraction of folds choosing ``best_layer``); ``rsa_human_best`` with
@@ -397,6 +399,9 @@ def rsa_benchmark(
         ci_lo[i, k], ci_hi[i, k] = boot["ci_low"][r], boot["ci_high"][r]
         rsa_m[i, k] = monkey[r] if monkey is not None else np.nan
         layer_names[i, k] = layer_of[name][k]
+    boot_h = np.full((n_boot, m, n_layers), np.nan)
+    for r, (name, k) in enumerate(keys):
+        boot_h[:, names.index(name), k] = boot["evaluations"][:, r]
     cv_idx = np.zeros((m, s), dtype=int)
     cv_score = np.zeros((m, s))
     best = np.zeros(m, dtype=int)
@@ -414,6 +419,8 @@ def rsa_benchmark(
             "rsa_human_ci_low": (("model", "layer_index"), ci_lo),
             "rsa_human_ci_high": (("model", "layer_index"), ci_hi),
             "rsa_monkey": (("model", "layer_index"), rsa_m),
+            "rsa_human_boot": (("boot", "model", "layer_index"), boot_h),
+            "rsa_human_best_boot": (("boot", "model"), boot["evaluations"][:, best_rows]),
             "best_layer_index": ("model", best),
             "best_layer": ("model", np.array([layer_of[n][int(b)] for n, b in zip(names, best)], dtype=str)),
             "rsa_human_best": ("model", np.array([boot["point"][r] for r in best_rows])),

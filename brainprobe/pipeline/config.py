@@ -194,6 +194,42 @@ class AnalysesConfig(StrictModel):
         return v
 
 
+class RealDataConfig(StrictModel):
+    """The REAL panel: RSA with human / monkey IT on an RDM benchmark, and its fragility (docs/real_data.md)."""
+
+    benchmark: str = "kriegeskorte92"
+    """A shipped RDM benchmark name or a folder (``brainprobe.data.load_rdm_benchmark``)."""
+    models: list[str] | None = None
+    """Zoo names; None: the run's candidate models."""
+    layers: list[str] | None = None
+    """Layers for every model; None: each spec's curated ``default_layers`` (best one by leave-one-subject-out)."""
+    resolution: int = Field(128, ge=32, le=1024)
+    pooling: str = "flatten"
+    n_boot: int = Field(200, ge=10)
+    """rsatoolbox bootstrap samples over stimuli and subjects."""
+    fragility: bool = True
+    norms: list[Literal["l2", "linf"]] = Field(default_factory=lambda: ["l2"], min_length=1)
+    eps: dict[Literal["l2", "linf"], list[float]] = Field(default_factory=lambda: {"l2": [0.5]})
+    """Per-image budgets of the fragility probes (l2 in [0,1]-pixel units at ``resolution``; linf e.g. ``"1/255"``)."""
+    directions: list[Literal["lower", "raise"]] = Field(default_factory=lambda: ["lower", "raise"], min_length=1)
+    steps: int = Field(2, ge=1)
+
+    @field_validator("eps", mode="before")
+    @classmethod
+    def _parse_budgets(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: [_parse_eps(e) for e in vals] if isinstance(vals, list) else vals for k, vals in v.items()}
+        return v
+
+    @model_validator(mode="after")
+    def _grid_per_norm(self) -> RealDataConfig:
+        for norm in self.norms:
+            grid = self.eps.get(norm)
+            if not grid or any(not e > 0 for e in grid):
+                raise ValueError(f"real_data.eps.{norm} must be a non-empty list of positive budgets")
+        return self
+
+
 class ExecutorConfig(StrictModel):
     kind: Literal["local", "ray"] = "local"
     address: str | None = None
@@ -227,6 +263,8 @@ class RunConfig(StrictModel):
     probes: ProbesConfig
     analyses: AnalysesConfig = Field(default_factory=AnalysesConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    real_data: RealDataConfig | None = None
+    """The REAL panel (RSA with human / monkey IT, and its fragility); None: off."""
 
     @field_validator("models", mode="before")
     @classmethod

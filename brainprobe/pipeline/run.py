@@ -160,6 +160,10 @@ def run_pipeline(config: RunConfig | str | Path, *, source: str | None = None, r
         from brainprobe.pipeline.outputs import keep_deltas, write_outputs
 
         results = run_analyses(config, plans, datasets, cache, log)
+        if config.real_data is not None:  # the REAL panel (docs/real_data.md)
+            from brainprobe.pipeline.real_data import run_real_data
+
+            run_real_data(config, results, cache, log)
         if config.probes.keep_deltas:
             keep_deltas(config, plans, datasets, root, run_dir)
         write_outputs(config, plans, datasets, results, run_dir, log, started, source)

@@ -175,6 +175,11 @@ def build_report(run_dir: str | Path, *, gallery_eps: float | None = None, out: 
     for label in run.labels:
         groups = run.analyses[label]
         sec = Section(title=label, anchor=_anchor(label))
+        if label.startswith("real-"):  # the REAL panel (brainprobe.pipeline.real_data)
+            from brainprobe.report.real_data import real_section
+
+            sections.append(real_section(label, groups, fig_root, sec))
+            continue
         sec.intro = _brain_text(run, label, groups)
         fig_dir = fig_root / re.sub(r"[^A-Za-z0-9_.-]+", "_", label)
         for analysis, figs in FIGURES.items():
@@ -206,6 +211,7 @@ def build_report(run_dir: str | Path, *, gallery_eps: float | None = None, out: 
     if not run.analyses:
         global_notes.append("results.nc holds no analysis groups.")
     brains = sorted({str(b) for b in run.findings["brain"]}) if run.findings is not None and "brain" in run.findings else []
+    brains = [b for b in brains if not b.startswith("REAL")]  # the REAL panel is measured cortex
     simulated_text = (
         "responses come from an image-computable simulated brain ("
         + (", ".join(brains) if brains else ", ".join(run.labels))
