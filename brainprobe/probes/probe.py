@@ -148,8 +148,8 @@ def prepare_any_format(
                 m.to(memory_format=torch.contiguous_format)
             return prepare(model, objectives, images, cfg)
     except RuntimeError as err:  # the model cannot take these images (resolution, channels)
-        if isinstance(err, torch.cuda.OutOfMemoryError):
-            raise
+        if isinstance(err, torch.cuda.OutOfMemoryError) or cfg.channels_last:
+            raise  # out of memory, or channels-last asked for explicitly: not a problem of the images
         first = (str(err).splitlines() or [type(err).__name__])[0][:200]
         raise DataError(
             f"probe: the model failed on the clean images of shape {tuple(images.shape)} (N x 3 x H x W): {first}; "
@@ -303,6 +303,7 @@ def probe(
     for gi, ob in enumerate(objectives):
         sel = group == gi
         settings = _settings(cfg, steps, alpha, eps_t, main, ob, n_images)
+        settings["scale"] = compiled[gi].scale  # which SDs scaled the objective (None: unscaled)
         results.append(
             ProbeResult(
                 delta=out.delta[sel].view(e, n_images, *x_cpu.shape[1:]),
@@ -319,7 +320,6 @@ def probe(
             )
         )
     return results if many else results[0]
-        settings["scale"] = compiled[gi].scale  # which SDs scaled the objective (None: unscaled)
 
 
 def _models_of(models: list[nn.Module], objectives: list[Objective]) -> list[nn.Module]:

@@ -21,7 +21,7 @@ _MODEL = TinyEncoder(n_targets=4, seed=3, act=torch.nn.Tanh)
     h=st.integers(3, 9),
     w=st.integers(3, 9),
     norm=st.sampled_from(["l2", "linf"]),
-    eps=st.lists(st.floats(0.0, 3.0), min_size=1, max_size=3),
+    eps=st.lists(st.floats(0.0, 3.0, exclude_min=True, allow_subnormal=False), min_size=1, max_size=3),  # eps > 0
     objective=st.sampled_from(["drive:V1", "drive-:V4", "drive", "shift"]),
     random_start=st.booleans(),
     saturate=st.floats(0.0, 1.0),
