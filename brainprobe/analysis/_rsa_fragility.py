@@ -176,7 +176,8 @@ def rsa_fragility(
         eps_index); ``score`` (model, norm, eps_index, direction): mean over subjects of Pearson
         r(model RDM of the perturbed images, subject RDM); ``score_subject`` (+ subject);
         ``clean_score`` (model); ``delta_norm`` (model, norm, eps_index, direction: the largest
-        per-image perturbation norm reached); ``eps_cross_next`` (model, norm, direction: the
+        per-image perturbation norm reached); ``delta_max_abs`` (the largest single-pixel change,
+        [0, 1] units; for l2 probes it says how concentrated the change is); ``eps_cross_next`` (model, norm, direction: the
         smallest budget at which the score passes the clean score of the next model below
         (lower) or above (raise); NaN if none); ``eps_enter_ceiling`` (model, norm: smallest
         budget at which the raised score reaches the lower noise ceiling); ``eps_leave_ci``
@@ -216,6 +217,7 @@ def rsa_fragility(
     score = np.full(shape, np.nan)
     score_sub = np.full((*shape, len(sub_ids)), np.nan)
     dnorm = np.full(shape, np.nan)
+    dmax = np.full(shape, np.nan)
     clean = np.zeros(len(names))
     clean_sub = np.zeros((len(names), len(sub_ids)))
     layer_used = []
@@ -247,6 +249,7 @@ def rsa_fragility(
                     score[i, a, k, d] = per.mean()
                     flat = delta.reshape(delta.shape[0], -1)
                     dnorm[i, a, k, d] = float((flat.norm(dim=1) if norm == "l2" else flat.abs().amax(dim=1)).max())
+                    dmax[i, a, k, d] = float(flat.abs().max())
     eps_arr = np.full((len(norms), n_eps), np.nan)
     for a, norm in enumerate(norms):
         eps_arr[a, : len(grid[norm])] = grid[norm]
@@ -279,6 +282,7 @@ def rsa_fragility(
             "score": (("model", "norm", "eps_index", "direction"), score),
             "score_subject": (("model", "norm", "eps_index", "direction", "subject"), score_sub),
             "delta_norm": (("model", "norm", "eps_index", "direction"), dnorm),
+            "delta_max_abs": (("model", "norm", "eps_index", "direction"), dmax),
             "clean_score": ("model", clean),
             "clean_score_subject": (("model", "subject"), clean_sub),
             "eps_cross_next": (("model", "norm", "direction"), cross),
