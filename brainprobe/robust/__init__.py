@@ -20,7 +20,9 @@ from brainprobe.robust._evaluate import (
     bootstrap_ci,
     evaluate_robustified,
     foolbox_photos,
+    probe_geometry,
     random_noise,
+    response_change,
 )
 from brainprobe.robust._pgd import NORMS, pgd_maximize, project
 from brainprobe.robust._trainer import (
@@ -50,8 +52,10 @@ __all__ = [
     "foolbox_photos",
     "load_image_folder",
     "pgd_maximize",
+    "probe_geometry",
     "project",
     "random_noise",
+    "response_change",
     "robustify",
     "save_robustified",
 ]

@@ -15,6 +15,19 @@ Measures, each with a bootstrap 95% CI over images:
   its worst case, not under noise);
 - two-way transfer: the teacher's probes applied to the student and the student's to the
   teacher, as a fraction of the target model's change under its own probes.
+
+and a geometry diagnostic (is the copy *reshaped*, or only damped uniformly?), teacher vs copy:
+
+- ``adv_random_ratio_{teacher,student}``: a model's change under its own PGD probe over its
+  change under random noise of the same norm; a damped copy keeps the teacher's value, a
+  reshaped (robust) one has a far lower value (``adv_random_ratio_s/t`` < 0.5 is the target);
+- ``low_freq_share_{teacher,student}``: the share of the probes' energy below 0.1 cycles/pixel
+  (:func:`brainprobe.analysis.low_frequency_share`; white noise gives about 0.031); robust
+  models' probes are smoother (``low_freq_share_s/t`` >= 2 is the target);
+- clean agreement: ``top1_agreement`` above (``readout_r2`` for a trunk without classifier).
+
+:meth:`RobustifyReport.geometry` collects them; ``to_dict()`` / the JSON carry them as
+``"geometry"``.
 """
 
 from __future__ import annotations
@@ -31,6 +44,12 @@ from torch import nn
 
 R2_WARN = 0.7
 L2_BUDGETS = (0.25, 0.5, 1.0)
+LOW_FREQ_CUTOFF = 0.1
+"""Cycles per pixel below which a probe's energy counts as low-frequency (Nyquist = 0.5)."""
+GEOMETRY_METRICS = (
+    "adv_random_ratio_teacher", "adv_random_ratio_student", "adv_random_ratio_s/t",
+    "low_freq_share_teacher", "low_freq_share_student", "low_freq_share_s/t",
+)
 LINF_BUDGETS = (0.5 / 255, 1 / 255, 2 / 255)
 
 
@@ -145,6 +164,31 @@ class RobustifyReport:
                 return r
         raise KeyError((metric, norm, eps, images))
 
+    def geometry(self) -> dict[str, Any]:
+        """The geometry diagnostic: clean agreement, and per norm and budget the adversarial-to-random
+        ratio and the probes' low-frequency share, teacher vs student (value and 95% CI each).
+
+        Returns
+        -------
+        dict
+            ``{"clean_agreement": {metric, images, value, ci_low, ci_high, n},
+            "<norm> <eps>": {"adv_random_ratio_teacher": {...}, "adv_random_ratio_student": {...},
+            "adv_random_ratio_s/t": {...}, "low_freq_share_teacher": ..., "low_freq_share_student": ...,
+            "low_freq_share_s/t": ...}}``; eps of linf in /255 in the key (``"linf 1/255"``).
+        """
+        keys = ("value", "ci_low", "ci_high", "n")
+        out: dict[str, Any] = {}
+        clean = [r for r in self.rows if r["metric"] == "top1_agreement" and r["images"].startswith("crops@")]
+        clean = clean or [r for r in self.rows if r["metric"] == "readout_r2"]
+        if clean:
+            out["clean_agreement"] = {"metric": clean[0]["metric"], "images": clean[0]["images"],
+                                      **{k: clean[0][k] for k in keys}}
+        for r in self.rows:
+            if r["metric"] in GEOMETRY_METRICS:
+                shown = f"{r['eps'] * 255:g}/255" if r["norm"] == "linf" else f"{r['eps']:g}"
+                out.setdefault(f"{r['norm']} {shown}", {})[r["metric"]] = {k: r[k] for k in keys}
+        return out
+
     def to_frame(self):  # noqa: ANN201 - pandas imported lazily
         import pandas as pd
 
@@ -168,8 +212,8 @@ class RobustifyReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "source_model": self.source_model, "layer": self.layer,
-                "resolution": self.resolution, "rows": self.rows, "warnings": self.warnings,
-                "settings": self.settings}
+                "resolution": self.resolution, "rows": self.rows, "geometry": self.geometry(),
+                "warnings": self.warnings, "settings": self.settings}
 
     def save_json(self, path: str | Path) -> Path:
         path = Path(path)
@@ -185,6 +229,72 @@ def _shift_probe(model: nn.Module, x: torch.Tensor, norm: str, eps: Sequence[flo
     res = probe(model, x, norm=norm, eps=list(eps), objective=Shift(normalize=False), steps=steps, seed=seed,
                 checks=False)
     return res.delta
+
+
+def response_change(model: nn.Module, x: torch.Tensor, clean: torch.Tensor, delta: torch.Tensor) -> np.ndarray:
+    """Per-image size of the change of ``model``'s N x T output: ``||y(x + delta) - y(x)|| / sqrt(T)`` (N,)."""
+    out = _batched(model, x + delta)
+    return ((out - clean).norm(dim=1) / clean.shape[1] ** 0.5).cpu().numpy()
+
+
+def probe_geometry(
+    model: nn.Module,
+    x: torch.Tensor,
+    norm: str,
+    budgets: Sequence[float],
+    *,
+    steps: int = 10,
+    seed: int = 0,
+    noise_seed: int = 7,
+    cutoff: float = LOW_FREQ_CUTOFF,
+) -> list[dict[str, Any]]:
+    """Worst case vs random: per-image sensitivity of ``model`` to its own PGD probe and to noise.
+
+    Parameters
+    ----------
+    model
+        Maps images N x 3 x H x W in [0, 1] to responses N x T (compared unscaled).
+    x
+        Images N x 3 x H x W in [0, 1].
+    norm, budgets
+        ``"l2"`` or ``"linf"``; budgets in [0, 1] pixel units.
+    steps, seed
+        PGD steps and seed of the probe engine's ``shift`` probe (whole pattern moves).
+    noise_seed
+        Seed of the random perturbations (:func:`random_noise`: Gaussian direction for l2,
+        random signs for linf, exactly the budget's norm before the [0, 1] clip).
+    cutoff
+        Low-frequency cutoff, cycles per pixel.
+
+    Returns
+    -------
+    list of dict, one per budget
+        ``"delta"`` (N x 3 x H x W probe), ``"pgd"`` and ``"random"`` (N,) response changes
+        (:func:`response_change`), ``"low_freq_share"`` (N,) of the probe's energy below ``cutoff``.
+        ``mean(pgd) / mean(random)`` is the adversarial-to-random ratio: for a linear model
+        ``y = W x`` with rank-1 ``W = u v^T`` it is ``sqrt(pi D / 2)`` in l2 (D pixels x channels)
+        and ``||v||_1 / (||v||_2 sqrt(2 / pi))`` in linf, in expectation over the noise.
+    """
+    from brainprobe.analysis import low_frequency_share
+
+    clean = _batched(model, x)
+    deltas = _shift_probe(model, x, norm, budgets, steps, seed)
+    out = []
+    for e, eps in enumerate(budgets):
+        d = deltas[e].to(x.device)
+        noise = random_noise(x.cpu(), norm, eps, noise_seed).to(x.device)
+        out.append({"delta": d, "pgd": response_change(model, x, clean, d),
+                    "random": response_change(model, x, clean, noise),
+                    "low_freq_share": low_frequency_share(d.cpu(), cutoff)})
+    return out
+
+
+def _ratio_of_ratios(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray) -> float:
+    return _ratio(a, b) / max(_ratio(c, d), 1e-12)
+
+
+def _mean_ratio(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.nanmean(a) / max(np.nanmean(b), 1e-12))
 
 
 def evaluate_robustified(
@@ -296,27 +406,40 @@ def evaluate_robustified(
         report.warnings.append(msg)
         warnings.warn(f"robustify quality check: {msg}", stacklevel=2)
 
-    # sensitivity under PGD, random noise, and two-way transfer
+    # sensitivity under PGD, random noise, two-way transfer, and the geometry diagnostic
     def change(model_key: str, delta: torch.Tensor) -> np.ndarray:
-        out = _batched(enc[model_key], xc + delta)
-        return ((out - clean[model_key]).norm(dim=1) / n_targets**0.5).cpu().numpy()
+        return response_change(enc[model_key], xc, clean[model_key], delta)
 
+    img = f"crops@{resolution}"
     for norm, budgets in (("l2", l2_budgets), ("linf", linf_budgets)):
         if not budgets:
             continue
-        deltas = {k: _shift_probe(m, xc, norm, budgets, pgd_steps, seed) for k, m in enc.items()}
+        geo = {k: probe_geometry(m, xc, norm, budgets, steps=pgd_steps, seed=seed, noise_seed=seed + 7)
+               for k, m in enc.items()}
         for e, eps in enumerate(budgets):
-            d_t, d_s = deltas["teacher"][e].to(device), deltas["student"][e].to(device)
-            own_t, own_s = change("teacher", d_t), change("student", d_s)
-            report.add("sensitivity_teacher", f"crops@{resolution}", bootstrap_ci(np.mean, own_t, **boot), len(own_t), norm, eps)
-            report.add("sensitivity_student", f"crops@{resolution}", bootstrap_ci(np.mean, own_s, **boot), len(own_s), norm, eps)
-            report.add("sensitivity_ratio_pgd", f"crops@{resolution}", bootstrap_ci(_ratio, own_t, own_s, **boot),
-                       len(own_t), norm, eps)
-            noise = random_noise(xc.cpu(), norm, eps, seed + 7).to(device)
-            report.add("sensitivity_ratio_noise", f"crops@{resolution}",
-                       bootstrap_ci(_ratio, change("teacher", noise), change("student", noise), **boot), len(own_t), norm, eps)
-            report.add("transfer_teacher_to_student", f"crops@{resolution}",
-                       bootstrap_ci(_ratio, change("student", d_t), own_s, **boot), len(own_t), norm, eps)
-            report.add("transfer_student_to_teacher", f"crops@{resolution}",
-                       bootstrap_ci(_ratio, change("teacher", d_s), own_t, **boot), len(own_t), norm, eps)
+            gt, gs = geo["teacher"][e], geo["student"][e]
+            d_t, d_s = gt["delta"], gs["delta"]
+            own_t, own_s = gt["pgd"], gs["pgd"]
+            n = len(own_t)
+            report.add("sensitivity_teacher", img, bootstrap_ci(np.mean, own_t, **boot), n, norm, eps)
+            report.add("sensitivity_student", img, bootstrap_ci(np.mean, own_s, **boot), n, norm, eps)
+            report.add("sensitivity_ratio_pgd", img, bootstrap_ci(_ratio, own_t, own_s, **boot), n, norm, eps)
+            report.add("sensitivity_ratio_noise", img, bootstrap_ci(_ratio, gt["random"], gs["random"], **boot),
+                       n, norm, eps)
+            report.add("transfer_teacher_to_student", img, bootstrap_ci(_ratio, change("student", d_t), own_s, **boot),
+                       n, norm, eps)
+            report.add("transfer_student_to_teacher", img, bootstrap_ci(_ratio, change("teacher", d_s), own_t, **boot),
+                       n, norm, eps)
+            report.add("adv_random_ratio_teacher", img, bootstrap_ci(_ratio, own_t, gt["random"], **boot), n, norm, eps)
+            report.add("adv_random_ratio_student", img, bootstrap_ci(_ratio, own_s, gs["random"], **boot), n, norm, eps)
+            report.add("adv_random_ratio_s/t", img,
+                       bootstrap_ci(_ratio_of_ratios, own_s, gs["random"], own_t, gt["random"], **boot), n, norm, eps)
+            lt, ls = gt["low_freq_share"], gs["low_freq_share"]
+            report.add("low_freq_share_teacher", img, bootstrap_ci(np.nanmean, lt, **boot), n, norm, eps)
+            report.add("low_freq_share_student", img, bootstrap_ci(np.nanmean, ls, **boot), n, norm, eps)
+            report.add("low_freq_share_s/t", img, bootstrap_ci(_mean_ratio, ls, lt, **boot), n, norm, eps)
+    from brainprobe.analysis import white_noise_share
+
+    report.settings["low_freq_cutoff"] = LOW_FREQ_CUTOFF
+    report.settings["low_freq_share_white_noise"] = white_noise_share(resolution, resolution, LOW_FREQ_CUTOFF)
     return report
