@@ -62,6 +62,9 @@ def register(app: typer.Typer) -> None:
             "0.5/255,1/255,2/255", "--eval-linf", help="--evaluate: linf budgets, comma-separated."
         ),
         eval_steps: int = typer.Option(10, "--eval-steps", help="--evaluate: PGD steps of the probes."),
+        eval_layer: Optional[str] = typer.Option(
+            None, "--eval-layer", help="--evaluate: layer read out (default: the last distilled layer)."
+        ),
         json_out: Optional[Path] = typer.Option(None, "--json", help="--evaluate: also write the report as JSON."),
     ) -> None:
         """Robustify SOURCE by adversarial self-distillation, or --evaluate a robustified model."""
@@ -74,6 +77,7 @@ def register(app: typer.Typer) -> None:
                 raise ConfigError(f"--eval-steps must be >= 1, got {eval_steps}")
             report = evaluate_robustified(
                 evaluate, resolution=resolution, n_crops=n_crops, seed=seed, device=device, pgd_steps=eval_steps,
+                layer=eval_layer,
                 l2_budgets=[parse_eps(e, "--eval-l2") for e in eval_l2.split(",") if e.strip()],
                 linf_budgets=[parse_eps(e, "--eval-linf") for e in eval_linf.split(",") if e.strip()],
             )

@@ -310,6 +310,7 @@ def evaluate_robustified(
     n_boot: int = 2000,
     seed: int = 0,
     device: str | torch.device | None = None,
+    layer: str | None = None,
 ) -> RobustifyReport:
     """Compare robustified model ``name`` with its teacher on held-out images.
 
@@ -330,6 +331,11 @@ def evaluate_robustified(
         Outputs of the fixed random readout.
     n_boot, seed
         Bootstrap resamples; seed of the readout weights, crops, noise and probes.
+    device
+        Torch device (default CPU).
+    layer
+        Layer read out (module path inside ``.net``); default the last distilled layer of the
+        recipe. A later layer shows how far the robustness carries beyond the distilled one.
 
     Returns
     -------
@@ -352,7 +358,11 @@ def evaluate_robustified(
     if teacher.weights_sha256 != recipe["source_weights_sha256"]:
         warnings.warn(f"robustify quality: teacher weights of {recipe['source_model']} differ from those "
                       f"the recipe of {name} was made from", stacklevel=2)
-    layer = recipe["layers"][-1]
+    if layer is None:
+        layer = recipe["layers"][-1]
+    elif layer not in dict(teacher.net.named_modules()):
+        raise ModelError(f"--eval-layer: {recipe['source_model']} has no layer {layer!r}; "
+                         f"list them with `brainprobe zoo layers {recipe['source_model']}`")
 
     if crops is None:
         if n_crops < 1:

@@ -100,6 +100,16 @@ def test_evaluate_rejects_a_standard_model() -> None:
         evaluate_robustified(SOURCE)
 
 
+def test_evaluate_rejects_an_unknown_layer(tmp_path, crops) -> None:
+    from brainprobe.errors import ModelError
+    from brainprobe.robust import evaluate_robustified
+    from brainprobe.zoo import load_backbone
+
+    name = _fake_robustified(tmp_path, 0.12, load_backbone(SOURCE).net)
+    with pytest.raises(ModelError, match="--eval-layer: mobilenet_v2 has no layer 'features.99'"):
+        evaluate_robustified(name, crops=crops, layer="features.99")
+
+
 def test_bootstrap_ci_brackets_the_mean() -> None:
     from brainprobe.robust import bootstrap_ci
 
