@@ -152,6 +152,110 @@ def subspace_alignment(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarra
     return (m**2).sum(dim=(-1, -2)).div(min(a_.shape[-2], b_.shape[-2])).numpy()
 
 
+def mismatched_alignment(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
+    """Per image i, the mean alignment of ``a``'s axes at image i with ``b``'s at every other image j.
+
+    The mismatched-image null: what two models' local axes share at *different* images (image-
+    independent structure such as a preference for low spatial frequencies). Symmetrised:
+    ``null[i] = mean over j != i of (align(a_i, b_j) + align(a_j, b_i)) / 2``.
+
+    Parameters
+    ----------
+    a, b : tensor N x k x P, orthonormal rows per image (N >= 2)
+
+    Returns
+    -------
+    ndarray N, in [0, 1]
+    """
+    n = a.shape[0]
+    if n < 2:
+        raise ConfigError("the mismatched-image null needs >= 2 images")
+    a_, b_ = a.double(), b.double()
+    m = torch.einsum("ikp,jlp->ijkl", a_, b_).pow(2).sum(dim=(-1, -2)) / min(a_.shape[1], b_.shape[1])  # N x N
+    off = ~torch.eye(n, dtype=torch.bool)
+    sym = (m + m.T) / 2
+    return (sym * off).sum(1).div(n - 1).numpy()
+
+
+class _Whitened(nn.Module):
+    """``model(x) / scale``: responses in units of a per-output SD (noise-whitened when ``scale`` is a noise SD)."""
+
+    def __init__(self, model: nn.Module, scale: np.ndarray) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("inv", torch.as_tensor(1.0 / np.asarray(scale, dtype=np.float64), dtype=torch.float32))
+        self.targets = getattr(model, "targets", None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.model(x)
+        return y * self.inv.to(y.device, y.dtype)
+
+
+def _output_scale(model: nn.Module, name: str, x: torch.Tensor, noise_sd: np.ndarray | None, n_out: int,
+                  batch_size: int) -> tuple[np.ndarray, str]:
+    """Per-output scale used to whiten ``model``: the brain's trial-noise SD, else the model's own SD."""
+    from brainprobe.analysis._common import forward, model_sd
+
+    if noise_sd is not None:
+        return noise_sd, "brain trial-noise SD"
+    clean = forward(model, x, batch_size).double().numpy() if getattr(model, "response_sd", None) is None else \
+        np.zeros((2, n_out))
+    has_own = getattr(model, "response_sd", None) is not None
+    return model_sd(model, clean, f"coding axes: outputs of {name}"), (
+        "model response_sd" if has_own else "SD of the model's outputs on the axes images")
+
+
+def random_encoder(encoder: nn.Module, dataset: Any, *, seed: int = 0, n_calibration: int = 64,
+                   device: Any = None) -> nn.Module:
+    """The random-network null of an Encoder: same architecture, random weights, its own ridge readout.
+
+    The encoder's backbone is rebuilt from its zoo spec with random initial weights
+    (``spec.builder()`` under ``torch.manual_seed(seed)``); its BatchNorm statistics are re-estimated
+    on up to ``n_calibration`` training images of ``dataset`` (random-init running statistics are
+    0 / 1, which would make the activations explode or vanish with depth); then a fresh encoder is
+    fitted with :func:`brainprobe.encoding.fit_encoder` on the same dataset, layers and pooling.
+    Its own readout, not the trained readout on random features: the trained readout's weights
+    index channels of the trained network, which mean nothing in a random one, so it would test a
+    random projection, not "the architecture fitted to the same data without learned features".
+
+    Returns
+    -------
+    Encoder (random features, fitted readout); ``training_kind`` = ``"random"``.
+    """
+    from brainprobe._images import to_float_tensor
+    from brainprobe.encoding import fit_encoder
+    from brainprobe.zoo import get_spec
+    from brainprobe.zoo.backbone import Backbone, disable_inplace, freeze
+
+    name = getattr(encoder, "backbone_name", None)
+    bb = getattr(encoder, "_backbone", None)
+    if not isinstance(name, str) or bb is None:
+        raise ConfigError(f"random_encoder needs a fitted Encoder (with a zoo backbone), got {type(encoder).__name__}")
+    spec = get_spec(name)
+    with torch.random.fork_rng():
+        torch.manual_seed(int(seed))
+        net = disable_inplace(spec.builder())
+    rnd = Backbone(spec, net, bb.preprocess, f"random-init-seed{seed}", "")
+    train = np.flatnonzero(np.asarray(dataset.split) == "train")[:n_calibration]
+    calib = to_float_tensor(np.asarray(dataset.stimuli)[train])
+    for m in rnd.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the calibration batches
+    rnd.train()
+    with torch.no_grad():
+        for start in range(0, calib.shape[0], 16):
+            rnd(calib[start : start + 16])
+    freeze(rnd)
+    if device is not None:
+        rnd.to(device)
+    layers = list(getattr(encoder, "layers", []))
+    enc = fit_encoder(rnd, dataset, layer=layers if len(layers) > 1 else layers[0], pooling=encoder.pooling,
+                      device=device, n_boot=10, cache=False, seed=seed)
+    enc.training_kind = "random"  # type: ignore[attr-defined]
+    return enc
+
+
 def coding_axes(
     models: Mapping[str, nn.Module],
     images: Any,
@@ -159,8 +263,13 @@ def coding_axes(
     rois: TargetSpec = None,
     k: int = 3,
     method: Literal["auto", "exact", "randomized"] = "auto",
+    oversample: int = 10,
+    power_iters: int = 2,
     brain: nn.Module | None = None,
     brain_name: str = "brain",
+    noise_sd: Any = None,
+    whiten: bool = True,
+    random_models: Mapping[str, nn.Module] | None = None,
     n_boot: int = 1000,
     level: float = 0.95,
     seed: int = 0,
@@ -168,12 +277,27 @@ def coding_axes(
     info: Any = None,
     batch_size: int = 4,
 ) -> xr.Dataset:
-    """Alignment of local coding axes between models (and with an image-computable brain).
+    """Alignment of local coding axes between models (and with an image-computable brain), against nulls.
 
     At each image and for each ROI, each model's top-k right singular subspace of the Jacobian
-    of its ROI responses w.r.t. the pixels (:func:`local_axes`); alignment of two models at an
-    image = mean squared cosine of the principal angles between their subspaces
-    (:func:`subspace_alignment`), 1 = same axes, ``chance`` = k / P for random subspaces.
+    of its ROI responses w.r.t. the pixels (:func:`local_axes`), with the responses in whitened
+    units; alignment of two models at an image = mean squared cosine of the principal angles
+    between their subspaces (:func:`subspace_alignment`), 1 = same axes, ``chance`` = k / P.
+
+    Whitening (``whiten=True``): every output is divided by ``noise_sd`` (the brain's trial-noise
+    SD per target, diagonal noise covariance) when given, for every model and the brain alike, so
+    "most effective direction" means most detectable above trial noise; else each model by its own
+    per-output SD (``response_sd`` where it has one, else across these images).
+
+    Nulls:
+
+    - mismatched images (:func:`mismatched_alignment`): A's axes at image i vs B's at j != i; what
+      the two share regardless of the image. ``excess`` = matched / mismatched - 1 (0: no more
+      than image-independent structure), a ratio of means, with its bootstrap CI.
+    - random networks (``random_models``: model name -> a randomly initialised network of the
+      same architecture, e.g. :func:`random_encoder`): the brain alignment of the random
+      counterpart (``random_brain_alignment``) says how much of a model's alignment its
+      architecture alone gives.
 
     groups : sequence of N labels, optional
         One label per probed image (e.g. the photo each crop was cut from); bootstraps resample
@@ -182,83 +306,149 @@ def coding_axes(
     Returns
     -------
     xarray.Dataset
-        ``alignment_image`` (roi, model_a, model_b, image); ``alignment``, ``alignment_ci_low/high``
-        (roi, model_a, model_b): mean over images with bootstrap CI; ``singular_values`` (model, roi,
-        image, component); ``chance`` (roi); with a brain, ``brain_alignment`` (+ CI) (model, roi)
-        and the brain as one more entry of model / model_a / model_b.
+        ``alignment_image``, ``mismatched_image`` (roi, model_a, model_b, image); ``alignment``,
+        ``mismatched``, ``excess`` (+ ``_ci_low/high``) (roi, model_a, model_b); ``singular_values``
+        (model, roi, image, component); ``chance`` (roi); with a brain, ``brain_alignment``,
+        ``brain_mismatched``, ``brain_excess`` (+ CI) (model, roi), per-image
+        ``brain_alignment_image``, ``brain_mismatched_image`` (model, roi, image), and the brain as
+        one more entry of model / model_a / model_b; with ``random_models`` (and a brain)
+        ``random_brain_alignment``, ``random_brain_excess`` (+ CI) (model, roi; NaN where a model
+        has no random counterpart).
     """
     x = as_images(images)
     n, p = x.shape[0], int(np.prod(x.shape[1:]))
+    if n < 2:
+        raise ConfigError(f"coding axes need >= 2 images for the mismatched-image null, got {n}")
     members: dict[str, nn.Module] = dict(models)
     if brain is not None:
         if brain_name in members:
             raise ConfigError(f"brain_name {brain_name!r} is also a model name; pick another")
         members[brain_name] = brain
+    randoms = {f"{m} (random init)": net for m, net in (random_models or {}).items()}
+    unknown = [m for m in (random_models or {}) if m not in models]
+    if unknown:
+        raise ConfigError(f"random_models given for {unknown}, which are not among the models {list(models)}")
     names = list(members)
     first = members[names[0]]
     n_out = _n_outputs(first, x)
     sets = roi_sets(first, n_out, rois)
     roi_names = list(sets)
     kmax = max(min(k, len(v)) for v in sets.values())
-    for name, model in members.items():
+    everyone = {**members, **randoms}
+    for name, model in everyone.items():
         if _n_outputs(model, x[:1]) != n_out:
             raise ConfigError(f"model {name!r} has a different number of targets than {names[0]!r}; they must share targets")
-    sv = np.full((len(names), len(roi_names), n, kmax), np.nan)
-    align = np.zeros((len(roi_names), len(names), len(names), n))
-    jobs = [(ri, roi, mi, name) for ri, roi in enumerate(roi_names) for mi, name in enumerate(names)]
-    axes: dict[str, torch.Tensor] = {}  # one ROI at a time: models x images x k x P in float32
-    for ri, roi, mi, name in progress(jobs, desc="coding axes"):
-        chunks_v, chunks_s = [], []
-        for start in range(0, n, batch_size):
-            v, s = local_axes(members[name], x[start : start + batch_size], sets[roi].tolist(), k=k, method=method,
-                              seed=seed + start)
-            chunks_v.append(v.flatten(2).float())
-            chunks_s.append(s)
-        axes[name] = torch.cat(chunks_v)
-        s_all = torch.cat(chunks_s).numpy()
-        sv[mi, ri, :, : s_all.shape[1]] = s_all
-        if mi == len(names) - 1:
-            for i, a in enumerate(names):
-                for j in range(i, len(names)):
-                    align[ri, i, j] = align[ri, j, i] = subspace_alignment(axes[a], axes[names[j]])
-            axes.clear()
+    nsd = None
+    if noise_sd is not None:
+        nsd = np.asarray(noise_sd, dtype=np.float64).reshape(-1)
+        if nsd.shape != (n_out,) or not (np.isfinite(nsd).all() and (nsd > 0).all()):
+            raise ConfigError(f"coding axes: noise_sd must hold {n_out} positive finite values (one per target), "
+                              f"got shape {nsd.shape}")
+    units = "raw outputs"
+    if whiten:
+        wrapped = {}
+        for name, model in everyone.items():
+            scale, units = _output_scale(model, name, x, nsd, n_out, batch_size)
+            wrapped[name] = _Whitened(model, scale).to(model_device(model))
+        everyone = wrapped
+    all_names = list(everyone)
+    sv = np.full((len(all_names), len(roi_names), n, kmax), np.nan)
+    align = np.zeros((len(roi_names), len(all_names), len(all_names), n))
+    mism = np.zeros_like(align)
+    for ri, roi in enumerate(roi_names):
+        axes: dict[str, torch.Tensor] = {}  # one ROI at a time: images x k x P in float32
+        for mi, name in enumerate(progress(all_names, desc=f"coding axes {roi}")):
+            chunks_v, chunks_s = [], []
+            for start in range(0, n, batch_size):
+                v, s = local_axes(everyone[name], x[start : start + batch_size], sets[roi].tolist(), k=k,
+                                  method=method, oversample=oversample, power_iters=power_iters, seed=seed + start)
+                chunks_v.append(v.flatten(2).float())
+                chunks_s.append(s)
+            axes[name] = torch.cat(chunks_v)
+            s_all = torch.cat(chunks_s).numpy()
+            sv[mi, ri, :, : s_all.shape[1]] = s_all
+        for i, a in enumerate(all_names):
+            for j in range(i, len(all_names)):
+                align[ri, i, j] = align[ri, j, i] = subspace_alignment(axes[a], axes[all_names[j]])
+                mism[ri, i, j] = mism[ri, j, i] = mismatched_alignment(axes[a], axes[all_names[j]])
     w = boot_weights(n, n_boot, seed, groups=groups)
-    lo, hi = ci(boot_means(align, w), level)
+    b_al, b_mm = boot_means(align, w), boot_means(mism, w)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        excess = align.mean(-1) / mism.mean(-1) - 1
+        b_ex = b_al / b_mm - 1
+    lo, hi = ci(b_al, level)
+    mlo, mhi = ci(b_mm, level)
+    elo, ehi = ci(b_ex, level)
+    keep = [all_names.index(m) for m in names]  # the random counterparts are reported apart
+    ix = np.ix_(range(len(roi_names)), keep, keep)
     table = model_info(members, info)
     if brain is not None and table.loc[brain_name, "architecture"] == "unknown":
         table.loc[brain_name, "architecture"] = "brain"
+    pair = ("roi", "model_a", "model_b")
     data: dict[str, Any] = {
-        "alignment_image": (("roi", "model_a", "model_b", "image"), align),
-        "alignment": (("roi", "model_a", "model_b"), align.mean(-1)),
-        "alignment_ci_low": (("roi", "model_a", "model_b"), lo),
-        "alignment_ci_high": (("roi", "model_a", "model_b"), hi),
-        "singular_values": (("model", "roi", "image", "component"), sv),
+        "alignment_image": (pair + ("image",), align[ix]),
+        "mismatched_image": (pair + ("image",), mism[ix]),
+        "alignment": (pair, align.mean(-1)[ix]),
+        "alignment_ci_low": (pair, lo[ix]),
+        "alignment_ci_high": (pair, hi[ix]),
+        "mismatched": (pair, mism.mean(-1)[ix]),
+        "mismatched_ci_low": (pair, mlo[ix]),
+        "mismatched_ci_high": (pair, mhi[ix]),
+        "excess": (pair, excess[ix]),
+        "excess_ci_low": (pair, elo[ix]),
+        "excess_ci_high": (pair, ehi[ix]),
+        "singular_values": (("model", "roi", "image", "component"), sv[keep]),
         "chance": (("roi",), np.array([min(k, len(sets[r])) / p for r in roi_names])),
     }
     if brain is not None:
-        bi = names.index(brain_name)
-        data["brain_alignment"] = (("model", "roi"), align[:, :, bi].mean(-1).T)
-        data["brain_alignment_ci_low"] = (("model", "roi"), lo[:, :, bi].T)
-        data["brain_alignment_ci_high"] = (("model", "roi"), hi[:, :, bi].T)
+        bi = all_names.index(brain_name)
+        mr = ("model", "roi")
+        data["brain_alignment_image"] = (mr + ("image",), align[:, keep, bi].transpose(1, 0, 2))
+        data["brain_mismatched_image"] = (mr + ("image",), mism[:, keep, bi].transpose(1, 0, 2))
+        for key, val, l_, h_ in (("brain_alignment", align.mean(-1), lo, hi), ("brain_mismatched", mism.mean(-1), mlo, mhi),
+                                 ("brain_excess", excess, elo, ehi)):
+            data[key] = (mr, val[:, keep, bi].T)
+            data[f"{key}_ci_low"] = (mr, l_[:, keep, bi].T)
+            data[f"{key}_ci_high"] = (mr, h_[:, keep, bi].T)
+        if randoms:
+            rnd = {key: np.full((len(names), len(roi_names)), np.nan) for key in
+                   ("random_brain_alignment", "random_brain_alignment_ci_low", "random_brain_alignment_ci_high",
+                    "random_brain_excess", "random_brain_excess_ci_low", "random_brain_excess_ci_high")}
+            for m in random_models or {}:
+                ri_ = all_names.index(f"{m} (random init)")
+                mi_ = names.index(m)
+                for key, val in (("random_brain_alignment", align.mean(-1)), ("random_brain_alignment_ci_low", lo),
+                                 ("random_brain_alignment_ci_high", hi), ("random_brain_excess", excess),
+                                 ("random_brain_excess_ci_low", elo), ("random_brain_excess_ci_high", ehi)):
+                    rnd[key][mi_] = val[:, ri_, bi]
+            data.update({key: (("model", "roi"), val) for key, val in rnd.items()})
+    coords: dict[str, Any] = {
+        "roi": roi_names,
+        "model": names,
+        "model_a": names,
+        "model_b": names,
+        "image": np.arange(n),
+        "component": np.arange(kmax),
+        "training": ("model", table.loc[names, "training"].to_numpy(dtype=str)),
+        "architecture": ("model", table.loc[names, "architecture"].to_numpy(dtype=str)),
+    }
+    if groups is not None:
+        coords["group"] = ("image", np.asarray(groups).astype(str))
     return xr.Dataset(
         data,
-        coords={
-            "roi": roi_names,
-            "model": names,
-            "model_a": names,
-            "model_b": names,
-            "image": np.arange(n),
-            "component": np.arange(kmax),
-            "training": ("model", table.loc[names, "training"].to_numpy(dtype=str)),
-            "architecture": ("model", table.loc[names, "architecture"].to_numpy(dtype=str)),
-        },
+        coords=coords,
         attrs={
             "analysis": "axes",
             "k": int(k),
             "method": str(method),
+            "oversample": int(oversample),
+            "power_iters": int(power_iters),
             "n_pixels": int(p),
+            "n_images": int(n),
+            "units": units if whiten else "raw outputs",
             "has_brain": int(brain is not None),
             "brain": brain_name if brain is not None else "",
+            "random_models": ", ".join(random_models or {}),
             "n_boot": int(n_boot),
             "ci_level": float(level),
             "seed": int(seed),

@@ -9,6 +9,7 @@ from torch import nn
 
 from _analysis_helpers import LinearModel, mid_images
 from brainprobe.analysis import coding_axes, jacobian, local_axes, subspace_alignment
+from brainprobe.errors import ConfigError
 
 P = 3 * 6 * 6
 
@@ -30,7 +31,7 @@ def test_alignment_equals_principal_angle_value() -> None:
     w_b = rng.normal(size=(2, 2)) @ span_b
     models = {"A": LinearModel(torch.tensor(w_a)), "B": LinearModel(torch.tensor(w_b))}
     x = mid_images(4, size=6)
-    ds = coding_axes(models, x, k=2, method="exact", n_boot=50)
+    ds = coding_axes(models, x, k=2, method="exact", n_boot=50, whiten=False)
     expected = (np.cos(theta) ** 2 + np.cos(phi) ** 2) / 2
     got = ds["alignment"].sel(roi="all")
     assert float(got.sel(model_a="A", model_b="B")) == pytest.approx(expected, abs=1e-5)
@@ -99,3 +100,77 @@ def test_randomized_matches_exact_on_a_nonlinear_model() -> None:
     with torch.no_grad():
         fd = (model((x[:1].double() + d).float()) - model((x[:1].double() - d).float())).double()[0] / 2
     np.testing.assert_allclose(fd.numpy(), (jac @ d.flatten()).numpy(), rtol=0.05, atol=1e-5)
+
+
+class _Gated(nn.Module):
+    """y = W_A x on bright images (mean > 0.5), W_B x on dark ones: the local axes depend on the image."""
+
+    def __init__(self, w_a: np.ndarray, w_b: np.ndarray) -> None:
+        super().__init__()
+        self.register_buffer("w_a", torch.tensor(w_a, dtype=torch.float32))
+        self.register_buffer("w_b", torch.tensor(w_b, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bright = (x.flatten(1).mean(1, keepdim=True) > 0.5).float()
+        return bright * (x.flatten(1) @ self.w_a.T) + (1 - bright) * (x.flatten(1) @ self.w_b.T)
+
+
+def test_mismatched_null_is_the_matched_value_for_a_linear_model() -> None:
+    q = _basis(4)
+    a = LinearModel(torch.tensor(np.stack([q[0], q[1]])))
+    theta = 0.9
+    b = LinearModel(torch.tensor(np.stack([np.cos(theta) * q[0] + np.sin(theta) * q[2], q[1]])))
+    ds = coding_axes({"A": a, "B": b}, mid_images(5, size=6), k=2, method="exact", n_boot=50, whiten=False)
+    expected = (np.cos(theta) ** 2 + 1) / 2
+    assert float(ds["mismatched"].sel(roi="all", model_a="A", model_b="B")) == pytest.approx(expected, abs=1e-5)
+    assert float(ds["excess"].sel(roi="all", model_a="A", model_b="B")) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_mismatched_null_on_an_image_dependent_model_is_known() -> None:
+    q = _basis(5)
+    phi = 0.6  # subspaces of the two branches: principal angles 0 and phi -> alignment (1 + cos^2 phi) / 2
+    w_a = np.stack([q[0], q[1]])
+    w_b = np.stack([q[0], np.cos(phi) * q[1] + np.sin(phi) * q[2]])
+    c = (1 + np.cos(phi) ** 2) / 2
+    n = 6
+    x = mid_images(n, size=6, spread=0.05)
+    x[: n // 2] += 0.2  # 3 bright images, 3 dark ones
+    x[n // 2 :] -= 0.2
+    model = _Gated(w_a, w_b)
+    brain = _Gated(3 * w_a, 0.5 * w_b)
+    ds = coding_axes({"m": model}, x, k=2, method="exact", brain=brain, n_boot=200, whiten=False)
+    null = ((n / 2 - 1) * 1 + (n / 2) * c) / (n - 1)  # same branch at n/2 - 1 other images, the other at n/2
+    assert float(ds["brain_alignment"].sel(model="m", roi="all")) == pytest.approx(1.0, abs=1e-5)
+    assert float(ds["brain_mismatched"].sel(model="m", roi="all")) == pytest.approx(null, abs=1e-5)
+    assert float(ds["brain_excess"].sel(model="m", roi="all")) == pytest.approx(1 / null - 1, abs=1e-4)
+    lo, hi = (float(ds[f"brain_excess_ci_{s}"].sel(model="m", roi="all")) for s in ("low", "high"))
+    assert lo <= 1 / null - 1 <= hi
+
+
+def test_noise_whitening_picks_the_axis_most_detectable_above_noise() -> None:
+    q = _basis(6)
+    model = LinearModel(torch.tensor(np.stack([1.0 * q[0], 2.0 * q[1]])))  # raw: q1 is the top axis
+    brain = LinearModel(torch.tensor(np.stack([1.0 * q[0], 0.01 * q[1]])))  # brain reads q0
+    x = mid_images(4, size=6)
+    raw = coding_axes({"m": model}, x, k=1, method="exact", brain=brain, n_boot=20, whiten=False)
+    white = coding_axes({"m": model}, x, k=1, method="exact", brain=brain, n_boot=20,
+                        noise_sd=np.array([0.1, 1.0]))  # target 0 is 10x less noisy: q0 becomes the top axis
+    assert float(raw["brain_alignment"].sel(model="m", roi="all")) == pytest.approx(0.0, abs=1e-5)
+    assert float(white["brain_alignment"].sel(model="m", roi="all")) == pytest.approx(1.0, abs=1e-5)
+    assert white.attrs["units"] == "brain trial-noise SD"
+    with pytest.raises(ConfigError, match="noise_sd"):
+        coding_axes({"m": model}, x, k=1, brain=brain, noise_sd=np.array([1.0, 0.0]))
+
+
+def test_random_network_null_is_reported_per_model() -> None:
+    q = _basis(7)
+    brain = LinearModel(torch.tensor(np.stack([q[0], q[1]])))
+    trained = LinearModel(torch.tensor(np.stack([q[0], q[1]])))
+    rand = LinearModel(torch.tensor(np.stack([q[0], q[3]])))  # shares one of two axes: alignment 1/2
+    ds = coding_axes({"t": trained, "u": trained}, mid_images(4, size=6), k=2, method="exact", brain=brain,
+                     random_models={"t": rand}, n_boot=20, whiten=False)
+    assert float(ds["random_brain_alignment"].sel(model="t", roi="all")) == pytest.approx(0.5, abs=1e-5)
+    assert np.isnan(float(ds["random_brain_alignment"].sel(model="u", roi="all")))
+    assert list(ds["model"].values) == ["t", "u", "brain"]
+    with pytest.raises(ConfigError, match="random_models"):
+        coding_axes({"t": trained}, mid_images(3, size=6), k=2, brain=brain, random_models={"zz": rand})
