@@ -61,3 +61,71 @@ def test_semantics_with_a_real_imagenet_classifier() -> None:
     assert float(share.sel(model="smooth")) > 0.8 > 0.1 > float(share.sel(model="noisy"))
     assert ds.attrs["classifier"] == "mobilenet_v2"
     assert set(np.unique(ds["top1_flip"].values)) <= {0.0, 1.0}
+
+
+def _lowpass_matrix(size: int, cutoff: float) -> torch.Tensor:
+    """P x P matrix of the per-channel orthogonal projector onto radial frequencies < cutoff."""
+    from brainprobe.analysis._semantics import _low_mask
+
+    p = 3 * size * size
+    eye = torch.eye(p, dtype=torch.float64).reshape(p, 3, size, size)
+    low = torch.fft.ifft2(torch.fft.fft2(eye) * _low_mask(size, size, cutoff)).real
+    return low.reshape(p, p).T
+
+
+class _Projector(torch.nn.Module):
+    def __init__(self, matrix: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("m", matrix.float())
+        self.judge_kind = "features"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1) @ self.m.T
+
+
+def test_semantics_baselines_on_a_model_that_is_exactly_a_low_pass_filter() -> None:
+    from _analysis_helpers import LinearModel
+    from brainprobe.probes import probe
+
+    size, cutoff = 16, 0.1
+    low = _lowpass_matrix(size, cutoff)
+    model = LinearModel(low)  # responses = the low-passed image: its probes live in the pass band
+    x = mid_images(6, size=size, spread=0.1)
+    eps = [0.05, 0.2]
+    pr = probe(model, x, norm="l2", eps=eps, objective="drive:#40", steps=3, progress=False)
+    high = torch.eye(low.shape[0], dtype=torch.float64) - low
+    judges = {"lowpass": _Projector(low), "highpass": _Projector(high)}
+    ds = semantics(x, {"lp": pr}, judges=judges, cutoff=cutoff, n_boot=200)
+    np.testing.assert_allclose(ds["low_freq_share"].values, 1.0, atol=1e-4)
+    white = ds["noise_low_freq_share"].sel(noise="white").values
+    assert white.mean() == pytest.approx(white_noise_share(size, size, cutoff), rel=0.3)
+    # probe share 1 minus each noise's share, image by image
+    np.testing.assert_allclose(ds["lf_excess"].sel(noise="pink").values,
+                               (1 - ds["noise_low_freq_share"].sel(noise="pink").values).mean(-1), atol=1e-4)
+    # the high-pass judge does not see the probe at all; it sees the noise
+    np.testing.assert_allclose(ds["judge_change"].sel(judge="highpass").values, 0.0, atol=1e-4)
+    assert (ds["judge_noise_change"].sel(judge="highpass").values > 1e-3).all()
+    # the low-pass judge sees the whole probe and sqrt(low share) of each equal-norm noise (Parseval)
+    jp = ds["judge_change"].sel(judge="lowpass").values
+    for kind in ("white", "pink"):
+        jn = ds["judge_noise_change"].sel(judge="lowpass", noise=kind).values
+        share = ds["noise_low_freq_share"].sel(noise=kind).values
+        np.testing.assert_allclose(jn / jp, np.sqrt(share), rtol=1e-3)
+    ratio = ds["judge_ratio"].sel(judge="lowpass", norm="l2").values
+    expected = jp.mean(-1) / np.max([ds["judge_noise_change"].sel(judge="lowpass", noise=k).values.mean(-1)
+                                     for k in ("white", "pink")], axis=0)
+    np.testing.assert_allclose(ratio, expected[0], rtol=1e-9)
+    assert (ratio > 1).all()
+    assert float(ds["judge_ratio_ci_low"].sel(judge="lowpass").min()) <= float(ratio.min())
+
+
+def test_gabor_energy_judge_sees_structure_not_a_constant_shift() -> None:
+    from brainprobe.analysis._semantics import GaborEnergy, judge_change
+
+    judge = GaborEnergy()
+    x = mid_images(2, size=32, spread=0.2)
+    grating = _grating(4, size=32).float()[None, None] * 0.05
+    shift = torch.full((1, 2, 3, 32, 32), 0.05)
+    change_grating = judge_change(judge, x, (x + grating).clamp(0, 1), "features")
+    change_shift = judge_change(judge, x, (x + shift).clamp(0, 1), "features")
+    assert (change_grating > 5 * change_shift).all()
