@@ -6,6 +6,15 @@ wider in later ROIs) times a sparse random channel weighting, is standardised wi
 from fixed calibration images, and passes a softplus nonlinearity. Everything is fixed by
 ``seed``. ``forward`` is noise-free and differentiable (it can be probed); ``measure`` adds
 Gaussian trial noise scaled to give each target a chosen noise ceiling.
+
+That default (``form="matched"``) is exactly the form of a factorised readout (spatial mask x
+channel weights on one layer). Other forms give targets that no single-layer linear or
+factorised readout shares, for validating criteria without building recovery in (``FORMS``):
+``"two_layer"`` (each target sums a window x channel readout of its ROI layer and of a second
+layer), ``"l4pool"`` (a Gaussian-weighted L4 pool, a soft maximum, of the rectified
+channel-weighted map instead of a weighted mean) and ``"divnorm"`` (each target's softplus
+output squared and divided by the mean squared output of its ROI: divisive normalisation
+across targets).
 """
 
 from __future__ import annotations
@@ -26,6 +35,12 @@ from brainprobe.errors import DataError
 # RF sd (fraction of the image side) of the first and last ROI; ROIs in between interpolate.
 _RF_SIGMA_FIRST = (0.04, 0.08)
 _RF_SIGMA_LAST = (0.15, 0.35)
+
+FORMS: tuple[str, ...] = ("matched", "two_layer", "l4pool", "divnorm")
+"""Generative forms of a SimulatedBrain's targets (see the module docstring)."""
+
+_POOL_P = 4.0  # exponent of the l4pool form's spatial pool
+_DIVNORM_SIGMA2 = 0.5  # semi-saturation constant of the divnorm form (squared softplus units)
 
 
 def _default_rois(spec: Any) -> dict[str, str]:
@@ -95,6 +110,10 @@ class SimulatedBrain(nn.Module):
         Side (px) of the calibration crops used to standardise each target's drive.
     n_calibration : int
         Number of calibration crops (library ``train`` photos, so stimuli are never reused).
+    form : {"matched", "two_layer", "l4pool", "divnorm"}
+        Generative form of the targets (module docstring). ``two_layer``: the second layer of
+        an ROI is the next layer of the spec's ``layers`` list after the ROI's layer (the
+        previous one for the last layer); recorded in ``targets["layer2"]``.
     """
 
     def __init__(
@@ -108,6 +127,7 @@ class SimulatedBrain(nn.Module):
         calibration_resolution: int = 128,
         n_calibration: int = 48,
         device: str | torch.device | None = None,
+        form: str = "matched",
     ) -> None:
         super().__init__()
         from brainprobe.zoo import load_backbone, truncate
@@ -117,6 +137,9 @@ class SimulatedBrain(nn.Module):
             raise DataError(f"targets_per_roi must be >= 1, got {targets_per_roi}")
         if not 0 < channel_fraction <= 1:
             raise DataError(f"channel_fraction must be in (0, 1], got {channel_fraction}")
+        if form not in FORMS:
+            raise DataError(f"SimulatedBrain form {form!r} is unknown; use one of {', '.join(FORMS)}")
+        self.form = str(form)
         bb = backbone if isinstance(backbone, Backbone) else load_backbone(str(backbone), device=device)
         self.backbone_name: str = bb.spec.name
         self.weights_sha256: str = bb.weights_sha256
@@ -125,7 +148,15 @@ class SimulatedBrain(nn.Module):
         self.targets_per_roi = int(targets_per_roi)
         self.channel_fraction = float(channel_fraction)
         self.calibration_resolution = int(calibration_resolution)
-        self.body = truncate(bb, list(dict.fromkeys(self.roi_layers.values())))
+        self.second_layers: dict[str, str] = {}
+        if self.form == "two_layer":
+            all_layers = list(bb.spec.layers)
+            for roi, layer in self.roi_layers.items():
+                if layer not in all_layers or len(all_layers) < 2:
+                    raise DataError(f"form 'two_layer' needs ROI layer {layer!r} in the spec's layers with a neighbour")
+                i = all_layers.index(layer)
+                self.second_layers[roi] = all_layers[i + 1] if i + 1 < len(all_layers) else all_layers[i - 1]
+        self.body = truncate(bb, list(dict.fromkeys([*self.roi_layers.values(), *self.second_layers.values()])))
         self.name = f"SIMULATED brain ({self.backbone_name})"
 
         gen = torch.Generator().manual_seed(self.seed)
@@ -151,6 +182,14 @@ class SimulatedBrain(nn.Module):
             self.register_buffer(f"_w_{r}", weights.to(dev))
             self.register_buffer(f"_c_{r}", center.to(dev))
             self.register_buffer(f"_s_{r}", sigma.to(dev))
+            if self.form == "two_layer":
+                c2 = int(acts[self.second_layers[roi]].shape[1])
+                k2 = max(1, int(round(self.channel_fraction * c2)))
+                w2 = torch.zeros(t, c2)
+                for i in range(t):
+                    idx = torch.randperm(c2, generator=gen)[:k2]
+                    w2[i, idx] = torch.randn(k2, generator=gen) / math.sqrt(k2)
+                self.register_buffer(f"_w2_{r}", w2.to(dev))
             for i in range(t):
                 rows.append(
                     {
@@ -161,6 +200,8 @@ class SimulatedBrain(nn.Module):
                         "y": float(center[i, 0]),
                         "rf_sigma": float(sigma[i]),
                         "n_channels": k,
+                        "form": self.form,
+                        **({"layer2": self.second_layers[roi]} if self.second_layers else {}),
                     }
                 )
         self.targets = pd.DataFrame(rows)
@@ -174,20 +215,33 @@ class SimulatedBrain(nn.Module):
         """Linear readout before standardisation: N x T."""
         acts = self.body(x)
         parts = []
-        for r, layer in enumerate(self.roi_layers.values()):
-            a = acts[layer]
-            h, w = a.shape[-2:]
+        for r, (roi, layer) in enumerate(self.roi_layers.items()):
             center = getattr(self, f"_c_{r}")
             sigma = getattr(self, f"_s_{r}")
-            ys = (torch.arange(h, device=a.device, dtype=a.dtype) + 0.5) / h
-            xs = (torch.arange(w, device=a.device, dtype=a.dtype) + 0.5) / w
-            gy = torch.exp(-0.5 * ((ys[None, :] - center[:, :1]) / sigma[:, None]) ** 2)
-            gx = torch.exp(-0.5 * ((xs[None, :] - center[:, 1:]) / sigma[:, None]) ** 2)
-            gy = gy / gy.sum(dim=1, keepdim=True)
-            gx = gx / gx.sum(dim=1, keepdim=True)
-            pooled = torch.einsum("nchw,th,tw->nct", a, gy, gx)
-            parts.append(torch.einsum("nct,tc->nt", pooled, getattr(self, f"_w_{r}")))
+            drive = self._window_drive(acts[layer], center, sigma, getattr(self, f"_w_{r}"))
+            if self.form == "two_layer":
+                drive = drive + self._window_drive(acts[self.second_layers[roi]], center, sigma, getattr(self, f"_w2_{r}"))
+            parts.append(drive)
         return torch.cat(parts, dim=1)
+
+    def _window_drive(self, a: torch.Tensor, center: torch.Tensor, sigma: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """One layer's drive N x T: Gaussian window (T x h x w) x channel weights (T x C) on ``a`` (N x C x h x w).
+
+        ``l4pool``: (sum_hw g_t(h, w) relu(sum_c w_tc a_c(h, w))^4)^(1/4) instead of the weighted mean.
+        """
+        h, w = a.shape[-2:]
+        ys = (torch.arange(h, device=a.device, dtype=a.dtype) + 0.5) / h
+        xs = (torch.arange(w, device=a.device, dtype=a.dtype) + 0.5) / w
+        gy = torch.exp(-0.5 * ((ys[None, :] - center[:, :1]) / sigma[:, None]) ** 2)
+        gx = torch.exp(-0.5 * ((xs[None, :] - center[:, 1:]) / sigma[:, None]) ** 2)
+        gy = gy / gy.sum(dim=1, keepdim=True)
+        gx = gx / gx.sum(dim=1, keepdim=True)
+        if self.form == "l4pool":
+            maps = torch.einsum("nchw,tc->nthw", a, weights).clamp_min(0)
+            pooled = torch.einsum("nthw,th,tw->nt", maps.pow(_POOL_P), gy, gx)
+            return (pooled + 1e-30).pow(1.0 / _POOL_P)  # offset (1e-30)^(1/4) ~ 2e-8 keeps the gradient finite at 0
+        pooled = torch.einsum("nchw,th,tw->nct", a, gy, gx)
+        return torch.einsum("nct,tc->nt", pooled, weights)
 
     def _calibrate(self, n_calibration: int) -> None:
         from brainprobe._images import to_float_tensor
@@ -214,7 +268,16 @@ class SimulatedBrain(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: float N x 3 x H x W in [0, 1] -> noise-free responses N x T (arbitrary units, >= 0)."""
         z = (self._drive(x) - self._mu) / self._sd
-        return nn.functional.softplus(z)
+        out = nn.functional.softplus(z)
+        if self.form == "divnorm":  # each target's energy divided by its ROI's mean energy
+            energy = out.pow(2)
+            parts = []
+            for r in range(len(self.roi_layers)):
+                sl = slice(r * self.targets_per_roi, (r + 1) * self.targets_per_roi)
+                e = energy[:, sl]
+                parts.append(e / (_DIVNORM_SIGMA2 + e.mean(dim=1, keepdim=True)))
+            out = torch.cat(parts, dim=1)
+        return out
 
     def respond(self, images: Any, *, batch_size: int = 32, progress: bool = True) -> np.ndarray:
         """Noise-free responses (float64 N x T) to uint8 N x H x W x 3 images or a float tensor."""
@@ -318,17 +381,18 @@ class SimulatedBrain(nn.Module):
             "targets_per_roi": self.targets_per_roi,
             "channel_fraction": self.channel_fraction,
             "calibration_resolution": self.calibration_resolution,
+            "brain_form": self.form,
         }
 
     def extra_repr(self) -> str:
         return (
-            f"SIMULATED, backbone={self.backbone_name}, rois={self.roi_layers}, "
+            f"SIMULATED, backbone={self.backbone_name}, form={self.form}, rois={self.roi_layers}, "
             f"targets={self.n_targets}, seed={self.seed}"
         )
 
     def __str__(self) -> str:
         return (
-            f"SimulatedBrain(SIMULATED brain, backbone={self.backbone_name}, "
+            f"SimulatedBrain(SIMULATED brain, backbone={self.backbone_name}, form={self.form}, "
             f"rois={', '.join(f'{k}<-{v}' for k, v in self.roi_layers.items())}, "
             f"targets={self.n_targets}, seed={self.seed})"
         )
