@@ -64,6 +64,7 @@ _PUBLIC: dict[str, str] = {
     "transfer": "brainprobe.analysis",
     "controversial": "brainprobe.analysis",
     "coding_axes": "brainprobe.analysis",
+    "attack_control": "brainprobe.analysis",
     "local_axes": "brainprobe.analysis",
     "l2_linf": "brainprobe.analysis",
     "linearity": "brainprobe.analysis",

@@ -79,6 +79,9 @@ def findings(
         rows.append(_robust_transfer(label, analyses.get("transfer"), n_boot, level, w_seed))
         rows.append(_robust_to_brain(label, analyses.get("transfer"), n_boot, level, w_seed))
         rows.append(_l2_linf(label, analyses.get("l2_linf"), r_threshold, level))
+        rows.append(_axes_row(label, analyses.get("axes"), n_boot, level, w_seed))
+        rows.extend(_semantics_rows(label, analyses.get("semantics"), n_boot, level, w_seed))
+        rows.append(_attack_row(label, analyses.get("attack_control"), poor_transfer, n_boot, level, w_seed))
     rows = [_checked(r) for r in rows]
     table = pd.DataFrame(rows, columns=COLUMNS)
     table["held"] = table["held"].astype(bool)
@@ -512,3 +515,138 @@ def _l2_linf(label: str, ds: xr.Dataset | None, threshold: float, level: float) 
         note += "; matched budgets (first model) " + ", ".join(
             f"l2 {float(e):g} ~ linf {float(v):.3g}" for e, v in zip(first["l2_eps"].values, first.values))
     return _row(name, label, stat, value, lo, hi, bool(np.isfinite(lo) and lo >= threshold), note=note)
+
+
+def _axes_row(label: str, ds: xr.Dataset | None, n_boot: int, level: float, seed: int) -> dict[str, Any]:
+    """Robust minus standard brain-axes excess over the mismatched-image null, on candidates of other architectures."""
+    name = "robust models' local axes align better with the brain's"
+    stat = ("brain alignment of local coding axes in units above the mismatched-image null (matched / mismatched - 1), "
+            "robust minus standard, candidates of architectures other than the brain's, mean over ROIs")
+    if ds is None or "brain_alignment_image" not in ds:
+        return _row(name, label, stat, note="not testable: no coding-axes results with an image-computable brain")
+    robust, standard = _groups(ds, "training")
+    models = [str(m) for m in ds["model"].values]
+    arch = np.asarray(ds["architecture"].values).astype(str)
+    b = models.index(str(ds.attrs.get("brain", "brain"))) if str(ds.attrs.get("brain", "brain")) in models else -1
+    cross = arch != (arch[b] if b >= 0 else "brain")
+    if b >= 0:
+        cross[b] = False
+    robust, standard = robust & cross, standard & cross
+    if not robust.any() or not standard.any():
+        return _row(name, label, stat, note=f"not testable: {int(robust.sum())} robust and {int(standard.sum())} "
+                    "standard candidates of another architecture than the brain's")
+    al = ds["brain_alignment_image"].transpose("model", "roi", "image").values
+    mm = ds["brain_mismatched_image"].transpose("model", "roi", "image").values
+
+    def per_model(w: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.nanmean(boot_means(al, w) / boot_means(mm, w) - 1, axis=1)  # M x K
+
+    n = al.shape[-1]
+    value, lo, hi = _hierarchical(per_model, n, [robust, standard], lambda c: c[0] - c[1], n_boot, level, seed,
+                                  _image_groups(ds))
+    uni = per_model(np.full((1, n), 1.0 / n))[:, 0]
+    parts = ", ".join(f"{m} {uni[i]:.3f}" for i, m in enumerate(models) if robust[i] or standard[i])
+    note = (f"{n} images, {ds.attrs.get('units', '?')} units, k={ds.attrs.get('k', '?')}; excess per model: {parts}")
+    if "random_brain_excess" in ds:
+        rnd = np.nanmean(ds["random_brain_excess"].transpose("model", "roi").values, axis=1)
+        note += "; random-init null (same architecture, own readout): " + ", ".join(
+            f"{m} {rnd[i]:.3f}" for i, m in enumerate(models) if (robust[i] or standard[i]) and np.isfinite(rnd[i]))
+    note += f"; {_class_note(robust, standard)}"
+    return _row(name, label, stat, value, lo, hi, bool(lo > 0), note=note)
+
+
+def _semantics_rows(label: str, ds: xr.Dataset | None, n_boot: int, level: float, seed: int) -> list[dict[str, Any]]:
+    """Robust minus standard: each judge's log10 (probe change / stronger equal-norm noise's), and the
+    low-frequency share minus 1/f noise's share."""
+    name = "robust probes are more semantic"
+    if ds is None or "noise" not in ds.coords:
+        return [_row(name, label, "judge change and low-frequency share against equal-norm noise",
+                     note="not testable: no semantics results with noise baselines")]
+    robust, standard = _groups(ds, "training")
+    if not robust.any() or not standard.any():
+        return [_row(name, label, "judge change and low-frequency share against equal-norm noise",
+                     note=f"not testable: {int(robust.sum())} robust and {int(standard.sum())} standard models")]
+    n = ds.sizes["image"]
+    groups = _image_groups(ds)
+    note_cls = _class_note(robust, standard)
+    rows = []
+    if "judge_change" in ds and "judge_noise_change" in ds:
+        for judge in ds["judge"].values:
+            jp = ds["judge_change"].sel(judge=judge).transpose("model", "norm", "eps", "image").values
+            jn = ds["judge_noise_change"].sel(judge=judge).transpose("noise", "model", "norm", "eps", "image").values
+            flat_p = jp.reshape(jp.shape[0], -1, n)
+            flat_n = jn.reshape(jn.shape[0], jn.shape[1], -1, n)
+
+            def per_model(w: np.ndarray, fp: np.ndarray = flat_p, fn: np.ndarray = flat_n) -> np.ndarray:
+                with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    r = np.log10(boot_means(fp, w) / boot_means(fn, w).max(0))
+                    return np.nanmean(np.where(np.isfinite(r), r, np.nan), axis=1)
+
+            v, lo, hi = _hierarchical(per_model, n, [robust, standard], lambda c: c[0] - c[1], n_boot, level, seed,
+                                      groups)
+            uni = per_model(np.full((1, n), 1.0 / n))[:, 0]
+            kind = str(ds["judge_kind"].sel(judge=judge).values) if "judge_kind" in ds.coords else "?"
+            rows.append(_row(f"{name} (judge {judge})", label,
+                             f"log10(judge change under the probe / under the stronger equal-norm noise, white or 1/f), "
+                             f"robust minus standard, mean over norms and eps ({kind} judge)", v, lo, hi, bool(lo > 0),
+                             note=f"{n} images; per model " + ", ".join(
+                                 f"{m} {uni[i]:.2f}" for i, m in enumerate(ds['model'].values)) + f"; {note_cls}"))
+    share = ds["low_freq_share"].transpose("model", "norm", "eps", "image").values
+    noise = ds["noise_low_freq_share"].sel(noise="pink" if "pink" in ds["noise"].values else ds["noise"].values[0])
+    ex = share - noise.transpose("model", "norm", "eps", "image").values
+    flat = ex.reshape(ex.shape[0], -1, n)
+
+    def per_model_lf(w: np.ndarray) -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmean(boot_means(flat, w), axis=1)
+
+    v, lo, hi = _hierarchical(per_model_lf, n, [robust, standard], lambda c: c[0] - c[1], n_boot, level, seed, groups)
+    uni = per_model_lf(np.full((1, n), 1.0 / n))[:, 0]
+    rows.append(_row(f"{name} (low-frequency share)", label,
+                     f"energy share below {ds.attrs.get('cutoff_cycles_per_pixel', '?')} cycles/px minus that of "
+                     "equal-norm 1/f noise, robust minus standard, mean over norms and eps", v, lo, hi, bool(lo > 0),
+                     note=f"white noise share {ds.attrs.get('white_noise_share', float('nan')):.3f}; per model "
+                     + ", ".join(f"{m} {uni[i]:.3f}" for i, m in enumerate(ds['model'].values)) + f"; {note_cls}"))
+    return rows
+
+
+def _attack_row(label: str, ds: xr.Dataset | None, poor: float, n_boot: int, level: float, seed: int) -> dict[str, Any]:
+    """Standard probes' cross-architecture transfer under the strongest control attack (survives: CI below ``poor``)."""
+    name = "standard probes' poor transfer survives stronger attacks (input diversity, ensembles)"
+    stat = (f"cross-architecture transfer ratio of standard models' probes under the strongest control attack "
+            f"(mean over tested pairs, norms, eps); survives when the CI lies below {poor:g}")
+    if ds is None:
+        return _row(name, label, stat, note="not testable: no attack_control results (analyses.include attack_control)")
+    variants = [str(v) for v in ds["variant"].values]
+    change = ds["change"].transpose("variant", "source_model", "target_model", "norm", "eps", "image").values
+    own = ds["own"].transpose("target_model", "norm", "eps", "image").values
+    n = change.shape[-1]
+    w = boot_weights(n, n_boot, seed, groups=_image_groups(ds))
+    best, parts = None, []
+    for vi, v in enumerate(variants):
+        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ratio = nanmean_last(change[vi]) / nanmean_last(own)[None]
+            mask = np.isfinite(ratio)
+            if not mask.any():
+                parts.append(f"{v}: no tested pair")
+                continue
+            value = float(np.mean(ratio[mask]))
+            boot = np.nanmean((boot_means(change[vi], w) / boot_means(own, w)[None])[mask], axis=0)
+            plain = float(np.mean((nanmean_last(change[0]) / nanmean_last(own)[None])[mask]))
+        lo, hi = ci(boot, level)
+        parts.append(f"{v} {value:.3f} [{float(lo):.3f}, {float(hi):.3f}] (plain on the same {int(mask.sum())} pairs "
+                     f"{plain:.3f})")
+        if v != "plain" and (best is None or value > best[0]):
+            best = (value, float(lo), float(hi), v)
+    if "brain_change" in ds:
+        parts.append("brain SD change " + ", ".join(
+            f"{v} {float(ds['brain_change'].sel(variant=v)):.3f}" for v in variants))
+    note = f"{n} images; ensembles: {ds.attrs.get('ensembles', '?')}; " + "; ".join(parts)
+    if best is None:
+        return _row(name, label, stat, note="not testable: no control attack had a tested pair; " + note)
+    value, lo, hi, v = best
+    return _row(name, label, stat, value, lo, hi, bool(hi < poor), note=f"strongest: {v}; " + note)

@@ -297,12 +297,57 @@ def _brain_sensitivity(ctx: AnalysisContext, done: dict[str, Any]) -> Any:
 
 
 def _axes(ctx: AnalysisContext, done: dict[str, Any]) -> Any:
-    from brainprobe.analysis import coding_axes
+    """Coding axes on the first ``axes_images`` probed images, in the brain's trial-noise units where known.
 
-    k = ctx.config.analyses.axes_images
-    return coding_axes(ctx.encoders, ctx.images[:k], brain=ctx.brain, n_boot=ctx.config.analyses.n_boot,
-                       seed=ctx.config.seed, info=ctx.info, groups=ctx.groups(min(k, ctx.images.shape[0])),
-                       **ctx.options("axes"))
+    Options (``analyses.options.axes``) go to ``coding_axes``; ``random_null`` (default true) adds
+    the random-network null: per candidate architecture one randomly initialised encoder fitted
+    on this dataset (:func:`brainprobe.analysis.random_encoder`), shared by the architecture's models.
+    """
+    from brainprobe.analysis import coding_axes
+    from brainprobe.analysis._axes import random_encoder
+
+    opts = ctx.options("axes")
+    random_null = bool(opts.pop("random_null", True))
+    k = min(ctx.config.analyses.axes_images, ctx.images.shape[0])
+    targets = getattr(ctx.dataset, "targets", None)
+    noise_sd = None
+    if ctx.brain is not None and targets is not None and "noise_sd" in targets:
+        noise_sd = np.asarray(targets["noise_sd"], dtype=float)
+    randoms: dict[str, Any] = {}
+    if random_null:
+        by_arch: dict[str, Any] = {}
+        dev = resolve_device(ctx.config.device)
+        for name, enc in ctx.encoders.items():
+            arch = ctx.info[name]["architecture"]
+            if arch not in by_arch:
+                by_arch[arch] = random_encoder(enc, ctx.dataset, seed=ctx.config.seed, device=dev)
+            randoms[name] = by_arch[arch]
+    info = dict(ctx.info)
+    if ctx.brain is not None:
+        kind = model_info(ctx.plan.brain["backbone"])  # type: ignore[index]
+        info["brain"] = {"training": kind["training"], "architecture": kind["family"]}
+    return coding_axes(ctx.encoders, ctx.images[:k], brain=ctx.brain, noise_sd=noise_sd, random_models=randoms or None,
+                       n_boot=ctx.config.analyses.n_boot, seed=ctx.config.seed, info=info, groups=ctx.groups(k),
+                       **opts)
+
+
+def _attack_control(ctx: AnalysisContext, done: dict[str, Any]) -> Any:
+    """Standard models' probes re-made with input diversity and ensembles (``analyses.options.attack_control``:
+    ``n_images`` (default 8), ``norms``, ``input_diversity`` (0.5), ``ensemble`` (true)); PGD settings of the probes."""
+    from brainprobe.analysis import attack_control
+
+    pr = ctx.config.probes
+    opts = ctx.options("attack_control")
+    k = min(int(opts.pop("n_images", 8)), ctx.images.shape[0])
+    if not any(ctx.info[m]["training"] == "standard" for m in ctx.encoders):
+        return None
+    brain_arch = "brain"
+    if ctx.brain is not None:
+        brain_arch = model_info(ctx.plan.brain["backbone"])["family"]  # type: ignore[index]
+    return attack_control(ctx.encoders, ctx.images, ctx.probes, objective=ctx.objective, brain=ctx.brain,
+                          brain_architecture=brain_arch, n_images=k, steps=pr.steps, step_size=pr.step_size,
+                          batch_size=pr.batch_size, n_boot=ctx.config.analyses.n_boot, seed=ctx.config.seed,
+                          info=ctx.info, groups=ctx.groups(k), **opts)
 
 
 def _l2_linf(ctx: AnalysisContext, done: dict[str, Any]) -> Any:
@@ -367,9 +412,14 @@ def _semantics(ctx: AnalysisContext, done: dict[str, Any]) -> Any:
         warnings.warn(f"semantics check: classifier {name} is also a candidate model; it is not independent",
                       stacklevel=2)
     classifier = load_backbone(name, device=resolve_device(ctx.config.device))
-    return semantics(ctx.images, ctx.probes, classifier=classifier, classifier_name=name, models=ctx.encoders,
+    from brainprobe.analysis._semantics import GaborEnergy
+
+    opts = ctx.options("semantics")
+    judges = {"gabor_energy": GaborEnergy()} if opts.pop("gabor_judge", True) else {}
+    return semantics(ctx.images, ctx.probes, classifier=classifier, classifier_name=name, judges=judges,
+                     models=ctx.encoders,
                      n_boot=ctx.config.analyses.n_boot, seed=ctx.config.seed, info=ctx.info, groups=ctx.groups(),
-                     **ctx.options("semantics"))
+                     **opts)
 
 
 RUNNERS: dict[str, Any] = {
@@ -381,5 +431,6 @@ RUNNERS: dict[str, Any] = {
     "transfer": _transfer,
     "axes": _axes,
     "l2_linf": _l2_linf,
+    "attack_control": _attack_control,
 }
 """analysis name -> runner(ctx, groups computed so far) -> xarray.Dataset or None (not applicable)."""

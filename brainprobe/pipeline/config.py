@@ -24,6 +24,7 @@ ANALYSES = (
     "l2_linf",
     "linearity",
     "semantics",
+    "attack_control",
 )
 
 
@@ -107,11 +108,22 @@ class ModelConfig(StrictModel):
 
 
 class EncodingConfig(StrictModel):
+    readout: str = "ridge"
+    """A name of ``brainprobe.encoding.READOUTS``: ridge, spatial_ridge or factorized (part of the fit cache key)."""
     pooling: str = "avg"
     pca: int | None = Field(None, ge=1)
     alphas: list[float] | None = None
     cv: int = Field(5, ge=2)
     batch_size: int = Field(32, ge=1)
+
+    @field_validator("readout")
+    @classmethod
+    def _known_readout(cls, v: str) -> str:
+        from brainprobe.encoding._readouts import READOUTS
+
+        if v not in READOUTS:
+            raise ValueError(f"unknown readout {v!r}; use one of {', '.join(READOUTS)}")
+        return v
 
     @field_validator("alphas")
     @classmethod

@@ -69,3 +69,18 @@ def test_two_architectures_have_no_ensemble_pairs_and_no_standard_model_is_an_er
     robust = {"R": models["R"]}
     with pytest.raises(ConfigError, match="no standard models"):
         attack_control(robust, x, {"R": probes["R"]}, objective="drive")
+
+
+def test_findings_row_reports_the_strongest_control_attack() -> None:
+    from brainprobe.analysis import findings
+
+    q = _unit(2)
+    models = {"A": _model(q[0], "a"), "B": _model(q[1], "b"), "C": _model((q[0] + q[1]) / np.sqrt(2), "c")}
+    x = mid_images(4, size=SIZE)
+    probes = {k: probe(m, x, norm="l2", eps=[0.05], objective="drive", steps=3, progress=False) for k, m in models.items()}
+    ds = attack_control(models, x, probes, objective="drive", steps=3, input_diversity=0.0, n_boot=50, n_images=None)
+    row = findings({"attack_control": ds}, n_boot=100).set_index("finding").loc[
+        "standard probes' poor transfer survives stronger attacks (input diversity, ensembles)"]
+    assert row["value"] == pytest.approx(float(ds["cross_transfer"].sel(variant="ensemble")), abs=1e-9)
+    assert row["ci_low"] <= row["value"] <= row["ci_high"]
+    assert not row["held"]  # the ensemble transfers well above 0.5 to C: poor transfer does not survive

@@ -60,7 +60,7 @@ def results() -> dict[str, xr.Dataset]:
 def test_findings_on_a_scenario_with_known_answers(results: dict[str, xr.Dataset]) -> None:
     table = findings({"sim-linear": results}, n_boot=300)
     assert list(table.columns) == ["finding", "brain", "statistic", "value", "ci_low", "ci_high", "held", "note"]
-    assert (table["brain"] == "sim-linear").all() and len(table) == 7
+    assert (table["brain"] == "sim-linear").all() and len(table) == 10  # 7 rows + coding axes, semantics, attack control (untestable here)
     row = table.set_index("finding")
     # built in: robust models read the axes along which images vary -> less sensitive in SD units
     assert row.loc["robust models need larger eps", "held"] and row.loc["robust models need larger eps", "value"] > 2
@@ -96,7 +96,7 @@ def test_findings_report_failures_with_numbers(results: dict[str, xr.Dataset]) -
 
 def test_untestable_findings_say_why(results: dict[str, xr.Dataset]) -> None:
     table = findings({"only-l2linf": {"l2_linf": results["l2_linf"]}}).set_index("finding")
-    assert table["note"].str.startswith("not testable").sum() == 6
+    assert table["note"].str.startswith("not testable").sum() == 9  # 6 + coding axes, semantics, attack control
     assert np.isnan(table.loc["robust models need larger eps", "value"])
     assert not table.loc["robust models need larger eps", "held"]
     r = table.loc["l2 and linf target-wise sensitivity agree"]
@@ -223,3 +223,41 @@ def test_hierarchical_bootstrap_resamples_models_within_a_class() -> None:
     v2, lo2, hi2 = _hierarchical(per_model, n, [robust, standard], lambda c: c[0] - c[1], 1000, 0.95, 0,
                                  groups=np.repeat(np.arange(10), 4))
     assert lo2 <= v2 <= hi2
+
+
+def test_axes_semantics_and_attack_rows_on_constructed_results() -> None:
+    import torch
+
+    from _analysis_helpers import LinearModel, Probe, mid_images
+    from brainprobe.analysis import coding_axes, findings, semantics
+
+    size = 6
+    p = 3 * size * size
+    q = np.linalg.qr(np.random.default_rng(0).normal(size=(p, p)))[0].T
+    x = mid_images(6, size=size)
+    brain = LinearModel(torch.tensor(np.stack([q[0], q[1]])), training="standard", architecture="vgg")
+    models = {"r": LinearModel(torch.tensor(np.stack([q[0], q[1]])), training="robustified", architecture="a"),
+              "s": LinearModel(torch.tensor(np.stack([q[0], q[2]])), training="standard", architecture="b")}
+    axes = coding_axes(models, x, k=2, method="exact", brain=brain, n_boot=50, whiten=False)
+    # linear models: matched == mismatched, so both excesses are 0 and so is the difference
+    g = torch.Generator().manual_seed(0)
+    eps = torch.tensor([0.1, 0.3])
+    smooth = torch.randn(1, 6, 3, 1, 1, generator=g).expand(1, 6, 3, size, size)
+    rough = torch.randn(1, 6, 3, size, size, generator=g)
+    unit = lambda d: d / d.flatten(2).norm(dim=-1)[..., None, None, None]  # noqa: E731
+    probes = {"r": Probe(eps.reshape(-1, 1, 1, 1, 1) * unit(smooth), eps, "l2"),
+              "s": Probe(eps.reshape(-1, 1, 1, 1, 1) * unit(rough), eps, "l2")}
+    sem = semantics(x, probes, n_boot=50, info={"r": {"training": "robustified", "architecture": "a"},
+                                                 "s": {"training": "standard", "architecture": "b"}})
+    table = findings({"axes": axes, "semantics": sem}, n_boot=200)
+    row = table.set_index("finding").loc["robust models' local axes align better with the brain's"]
+    assert row["value"] == pytest.approx(0.0, abs=1e-6)
+    assert row["ci_low"] <= row["value"] <= row["ci_high"]
+    lf = table.set_index("finding").loc["robust probes are more semantic (low-frequency share)"]
+    # a DC-only probe has share 1; the white one about the bins' share: robust minus standard is large and held
+    share = sem["low_freq_share"].values
+    noise = sem["noise_low_freq_share"].sel(noise="pink").values
+    assert lf["value"] == pytest.approx(np.mean((share - noise)[0]) - np.mean((share - noise)[1]), abs=1e-9)
+    assert lf["held"] and lf["ci_low"] <= lf["value"] <= lf["ci_high"]
+    att = table.set_index("finding").loc["standard probes' poor transfer survives stronger attacks (input diversity, ensembles)"]
+    assert "not testable" in att["note"]
