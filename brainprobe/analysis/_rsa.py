@@ -10,6 +10,8 @@ used by Nguyen et al. 2021) are written here because rsatoolbox does not have th
 
 from __future__ import annotations
 
+import contextlib
+import io
 from contextlib import contextmanager
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -160,7 +162,7 @@ def rsa_bootstrap(model_rdms: Any, data: Any, *, names: Sequence[str] | None = N
     method = _check_method(method)
     names = list(names) if names is not None else [f"model{k}" for k in range(model_rdms.n_rdm)]
     models = [ModelFixed(n, model_rdms[k]) for k, n in enumerate(names)]
-    with _seeded(seed):
+    with _seeded(seed), contextlib.redirect_stderr(io.StringIO()):  # rsatoolbox's own tqdm bar
         res = eval_bootstrap(models, data, method=method, N=n_boot, rdm_descriptor=rdm_descriptor,
                              pattern_descriptor="index")
     ev = np.asarray(res.evaluations, dtype=np.float64).reshape(n_boot, len(models))

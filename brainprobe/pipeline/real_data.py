@@ -39,25 +39,23 @@ def real_data_panel(models: list[str], section: Any, *, seed: int = 0, device: s
     dict
         ``{"rsa": xarray.Dataset, "fragility": xarray.Dataset}`` (fragility only when
         ``section.fragility``); see :func:`brainprobe.analysis.rsa_benchmark` and
-        :func:`brainprobe.analysis.rsa_fragility`. Each carries ``attrs['seconds']``.
+        :func:`brainprobe.analysis.rsa_fragility` (no timings inside, so equal inputs give equal
+        files; the stage's seconds go to the run's stage log).
     """
     from brainprobe.analysis import rsa_benchmark, rsa_fragility
     from brainprobe.data import load_rdm_benchmark
+    from brainprobe.zoo import load_backbone
 
     bench = load_rdm_benchmark(section.benchmark)
-    t0 = time.perf_counter()
+    backbones = {m: load_backbone(m, device=device) for m in models}  # loaded once for both analyses
     layers = {m: section.layers for m in models} if section.layers else None
-    rsa = rsa_benchmark(models, bench, layers=layers, method="corr", resolution=section.resolution,
+    rsa = rsa_benchmark(backbones, bench, layers=layers, method="corr", resolution=section.resolution,
                         pooling=section.pooling, n_boot=section.n_boot, seed=seed, device=device)
-    rsa.attrs["seconds"] = round(time.perf_counter() - t0, 2)
     out = {"rsa": rsa}
     if section.fragility:
-        t0 = time.perf_counter()
-        frag = rsa_fragility(models, bench, rsa=rsa, norms=section.norms, eps=section.eps,
-                             directions=section.directions, steps=section.steps, resolution=section.resolution,
-                             pooling=section.pooling, device=device)
-        frag.attrs["seconds"] = round(time.perf_counter() - t0, 2)
-        out["fragility"] = frag
+        out["fragility"] = rsa_fragility(backbones, bench, rsa=rsa, norms=section.norms, eps=section.eps,
+                                         directions=section.directions, steps=section.steps,
+                                         resolution=section.resolution, pooling=section.pooling, device=device)
     return out
 
 
