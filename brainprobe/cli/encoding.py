@@ -42,7 +42,8 @@ def fit(
     layer: Optional[str] = typer.Option(
         None, "--layer", help="Readout layer, or comma-separated candidates chosen per ROI by CV (default: each model's default layers)."
     ),
-    pooling: str = typer.Option("avg", "--pooling", help="avg, avgpool{k} (e.g. avgpool2) or flatten."),
+    readout: str = typer.Option("ridge", "--readout", help="Readout: ridge, spatial_ridge or factorized (docs/encoding.md)."),
+    pooling: Optional[str] = typer.Option(None, "--pooling", help="avg, avgpool{k} (e.g. avgpool2) or flatten (default: the readout's: avg for ridge, flatten otherwise)."),
     pca: Optional[int] = typer.Option(None, "--pca", help="Principal components of the standardised features (default: none)."),
     cv: int = typer.Option(5, "--cv", help="Cross-validation folds on the training split."),
     seed: int = typer.Option(0, "--seed", help="Seeds folds, PCA, bootstrap (and the simulated data)."),
@@ -57,7 +58,7 @@ def fit(
     """Fit encoding models and print their predictivity: model x ROI, median r / sqrt(NC) [95% CI]."""
     import pandas as pd
 
-    from brainprobe.encoding import fit_encoder
+    from brainprobe.encoding import fit_encoder, get_readout
     from brainprobe.errors import ConfigError
     from brainprobe.zoo import get_spec
 
@@ -66,6 +67,9 @@ def fit(
         raise ConfigError("--models: give at least one model name, e.g. --models mobilenet_v2,efficientnet_lite0")
     for name in names:
         get_spec(name)  # unknown names fail before any work
+    spec = get_readout(readout)
+    if pooling is not None:
+        spec.check_pooling(pooling)
     layers = _split(layer) or None
     dataset = _load_data(data, brain=brain, n_images=n_images, resolution=resolution, targets_per_roi=targets_per_roi, seed=seed)
     if dataset.attrs.get("simulated"):
@@ -73,7 +77,7 @@ def fit(
                    f"{dataset.n_images} images, {dataset.n_targets} targets", err=True)
     rows, results = [], {}
     for name in names:
-        enc = fit_encoder(name, dataset, layer=layers, pooling=pooling, pca=pca, cv=cv, device=device, batch_size=batch_size, seed=seed)
+        enc = fit_encoder(name, dataset, layer=layers, readout=readout, pooling=pooling, pca=pca, cv=cv, device=device, batch_size=batch_size, seed=seed)
         ds = enc.predictivity
         results[name] = ds
         row: dict[str, Any] = {"model": name, "layer": enc.layer}

@@ -3,7 +3,7 @@
 Usage::
 
     from brainprobe.encoding import fit_encoder
-    enc = fit_encoder("mobilenet_v2", dataset, layer="features.10")
+    enc = fit_encoder("mobilenet_v2", dataset, layer="features.10")   # readout="ridge" | "spatial_ridge" | "factorized"
     enc.predictivity["roi_r_normalised"]          # per-ROI median r / sqrt(NC), CI in *_ci
     enc(images)                                   # N x 3 x H x W in [0, 1] -> N x T responses
 
@@ -12,6 +12,7 @@ See docs/encoding.md for what is fitted and how.
 
 from __future__ import annotations
 
+from brainprobe.encoding._readouts import READOUTS, Readout, get_readout
 from brainprobe.encoding.encoder import Encoder, resolve_targets, set_response_scale
 from brainprobe.encoding.features import extract_features, pool
 from brainprobe.encoding.fit import LayerReadout, fit_encoder
@@ -22,11 +23,14 @@ __all__ = [
     "DEFAULT_ALPHAS",
     "Encoder",
     "LayerReadout",
+    "READOUTS",
+    "Readout",
     "RidgeReadout",
     "compute_predictivity",
     "extract_features",
     "fit_encoder",
     "fit_ridge",
+    "get_readout",
     "pearson_r",
     "pool",
     "resolve_targets",

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
+from brainprobe.encoding._readouts import get_readout
 from brainprobe.encoding.encoder import Encoder, Evaluation, set_response_scale
 from brainprobe.encoding.features import check_layers, check_pooling, extract_features
 from brainprobe.encoding.ridge import RidgeReadout, Score, fit_ridge, make_cv, standardization
@@ -36,6 +37,25 @@ class LayerReadout:
         if self.pca is not None:
             Z = self.pca.transform(Z)
         return self.ridge.predict(Z)
+
+    @property
+    def penalty(self) -> np.ndarray:
+        """(T,) the ridge alpha chosen for each target."""
+        return self.ridge.alphas
+
+    @property
+    def cv_scores(self) -> np.ndarray:
+        """(T,) cross-validated score at the chosen alpha (``ridge.score``)."""
+        return self.ridge.cv_scores
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {**self.ridge.settings, "score": self.ridge.score, "solver": self.ridge.solver,
+                "pca": None if self.pca is None else int(self.pca.n_components_)}
+
+    def comparable_cv(self, Y: np.ndarray) -> np.ndarray:
+        """(T,) CV scores comparable across targets and readouts: R^2-like for MSE (1 - MSE / var), else as is."""
+        return _comparable_cv(self, Y)
 
     def folded(self) -> tuple[np.ndarray, np.ndarray]:
         """One affine map on raw features: ``Y_hat = X @ W + b``; W (F, T), b (T,)."""
@@ -106,7 +126,8 @@ def fit_encoder(
     dataset: Any,
     *,
     layer: str | Sequence[str] | None = None,
-    pooling: str = "avg",
+    readout: str = "ridge",
+    pooling: str | None = None,
     pca: int | None = None,
     alphas: Sequence[float] | np.ndarray | None = None,
     cv: int | Any = 5,
@@ -117,14 +138,17 @@ def fit_encoder(
     dtype: Literal["float32", "float64"] = "float32",
     n_boot: int = 1000,
     cache: bool = True,
+    readout_options: Mapping[str, Any] | None = None,
 ) -> Encoder:
     """Fit an encoding model of ``dataset`` on a backbone layer and return the end-to-end Encoder.
 
-    Features of the training images are standardised with training statistics, optionally
-    reduced by PCA (fitted on the training images), and mapped to every target by ridge
-    regression with a per-target alpha chosen by ``cv``-fold cross-validation on the training
-    split. The stages are folded into one affine map after the cut backbone. Predictivity is
-    measured on the test split.
+    With ``readout="ridge"`` features of the training images are standardised with training
+    statistics, optionally reduced by PCA (fitted on the training images), and mapped to every
+    target by ridge regression with a per-target alpha chosen by ``cv``-fold cross-validation on
+    the training split; ``"spatial_ridge"`` does the same on a PCA of the whole flattened map;
+    ``"factorized"`` fits a spatial mask x channel weights per target by gradient descent
+    (``brainprobe.encoding.READOUTS``, docs/encoding.md). The stages are folded into one affine
+    map after the cut backbone. Predictivity is measured on the test split.
 
     Parameters
     ----------
@@ -133,8 +157,12 @@ def fit_encoder(
     layer : one layer, or several candidates: each ROI then reads from the candidate with the
         best cross-validated predictivity on the training split (median over its targets).
         Default: the backbone's ``default_layers`` (selection per ROI).
-    pooling : ``"avg"``, ``"avgpool{k}"`` or ``"flatten"``.
-    pca : number of principal components of the standardised features, or None.
+    readout : a name of ``brainprobe.encoding.READOUTS``: ``"ridge"`` (default), ``"spatial_ridge"``
+        or ``"factorized"``.
+    pooling : ``"avg"``, ``"avgpool{k}"`` or ``"flatten"``; None: the readout's default (``avg``
+        for ridge, ``flatten`` for the others).
+    pca : number of principal components of the standardised features, or None (ridge: none;
+        spatial_ridge: min(100, n_train, F); factorized: must be None).
     alphas : ridge alpha grid (default ``brainprobe.encoding.ridge.DEFAULT_ALPHAS``).
     cv : folds of the cross-validation (or a scikit-learn splitter).
     device : torch device for features and ridge; default CUDA when available, else CPU.
@@ -144,6 +172,8 @@ def fit_encoder(
     dtype : precision of the ridge solve.
     n_boot : bootstrap resamples for the ROI confidence intervals.
     cache : use the on-disk feature cache.
+    readout_options : keyword arguments of the readout's fitter (factorized: see
+        ``brainprobe.encoding._factorized.fit_factorized``, e.g. ``l1``, ``smooth``, ``max_iter``).
 
     Returns
     -------
@@ -180,7 +210,8 @@ def fit_encoder(
     else:
         candidates = [layer] if isinstance(layer, str) else list(layer)
     candidates = check_layers(backbone, candidates)
-    check_pooling(pooling)
+    spec = get_readout(readout)
+    pooling = spec.check_pooling(check_pooling(pooling if pooling is not None else spec.pooling))
 
     train = np.asarray(dataset.train_index)
     test = np.asarray(dataset.test_index)
@@ -214,12 +245,17 @@ def fit_encoder(
 
     feats = extract_features(backbone, dataset.stimuli, candidates, pooling=pooling, batch_size=batch_size, device=device, cache=cache)
     ridge_kwargs = dict(alphas=alphas, cv=cv, score=score, dtype=dtype, device=device)
-    readouts = {lay: _fit_layer(lay, feats[lay][train], ytrain, pca=pca, seed=seed, **ridge_kwargs) for lay in candidates}
+    shapes = _map_shapes(backbone, dataset.stimuli, candidates, pooling, device) if spec.needs_map else {}
+    readouts = {
+        lay: spec.fit(lay, feats[lay][train], ytrain, shape=shapes.get(lay), pca=pca, seed=seed,
+                      ridge_kwargs=ridge_kwargs, options=dict(readout_options or {}))
+        for lay in candidates
+    }
 
     # per-ROI layer choice by cross-validated predictivity on the training split
     rois = list(pd.unique(targets["roi"].astype(str)))
     roi_codes = targets["roi"].astype(str).to_numpy()
-    cv_table = np.array([_comparable_cv(readouts[lay], ytrain) for lay in candidates])  # L x T
+    cv_table = np.array([readouts[lay].comparable_cv(ytrain) for lay in candidates])  # L x T
     roi_cv = np.array([[np.nanmedian(cv_table[i, roi_codes == roi]) for roi in rois] for i in range(len(candidates))])
     chosen = {roi: candidates[int(np.nanargmax(roi_cv[:, j]))] if np.isfinite(roi_cv[:, j]).any() else candidates[0] for j, roi in enumerate(rois)}
     target_layer = np.array([chosen[r] for r in roi_codes])
@@ -240,25 +276,28 @@ def fit_encoder(
         bias[cols] = b[cols]
         y_pred[:, cols] = feats[lay][test].astype(np.float64) @ W[:, cols] + b[cols]
         y_fit[:, cols] = feats[lay][train].astype(np.float64) @ W[:, cols] + b[cols]
-        alpha[cols] = readouts[lay].ridge.alphas[cols]
-        cv_score[cols] = readouts[lay].ridge.cv_scores[cols]
+        alpha[cols] = readouts[lay].penalty[cols]
+        cv_score[cols] = readouts[lay].cv_scores[cols]
         start += size
     targets = targets.assign(readout_layer=target_layer)
 
     attrs_in = dict(getattr(dataset, "attrs", {}) or {})
+    settings0 = readouts[candidates[0]].settings
     provenance = {
         "backbone": backbone.spec.name,
+        "readout": spec.name,
+        "readout_settings": settings0,
         "weights_sha256": backbone.weights_sha256,
         "layers": used,
         "candidate_layers": candidates,
         "pooling": pooling,
-        "pca": pca,
+        "pca": settings0.get("pca"),
         "cv": repr(cv) if not isinstance(cv, int) else cv,
-        "alphas": readouts[candidates[0]].ridge.settings["alphas"],
-        "score": score,
+        "alphas": settings0.get("alphas"),
+        "score": settings0.get("score", score),
         "dtype": dtype,
-        "backend": readouts[candidates[0]].ridge.settings["backend"],
-        "solver": readouts[candidates[0]].ridge.solver,
+        "backend": settings0.get("backend"),
+        "solver": settings0.get("solver"),
         "seed": seed,
         "n_train": int(len(train)),
         "n_test": int(len(test)),
@@ -268,8 +307,9 @@ def fit_encoder(
     nc_attrs = {
         "backbone": backbone.spec.name,
         "layer": ",".join(used),
+        "readout": spec.name,
         "pooling": pooling,
-        "pca": -1 if pca is None else int(pca),
+        "pca": -1 if settings0.get("pca") is None else int(settings0["pca"]),
         "weights_sha256": backbone.weights_sha256,
         "n_train": int(len(train)),
         "simulated": int(bool(attrs_in.get("simulated", False))),
@@ -284,6 +324,32 @@ def fit_encoder(
         evaluation=evaluation, readouts={lay: readouts[lay] for lay in used}, provenance=provenance,
     )
     return set_response_scale(encoder, y_fit)
+
+
+def _map_shapes(backbone: Any, stimuli: Any, layers: list[str], pooling: str,
+                device: str | torch.device | None) -> dict[str, tuple[int, int, int]]:
+    """(C, H, W) of each layer's map after ``pooling`` (flatten: the activation; avgpool{k}: k x k), from one image."""
+    from brainprobe._images import to_float_tensor
+    from brainprobe.encoding._backend import default_device
+    from brainprobe.zoo import truncate
+
+    dev = default_device(device)
+    body = truncate(backbone, list(layers)).to(dev).eval()
+    with torch.inference_mode():
+        acts = body(to_float_tensor(stimuli[:1], device=dev))
+    if not isinstance(acts, dict):
+        acts = {layers[0]: acts}
+    shapes = {}
+    for lay in layers:
+        a = acts[lay]
+        if a.ndim != 4:
+            raise ConfigError(f"layer {lay} gives a {a.ndim}-D activation {tuple(a.shape)}; a spatial readout needs a conv map (N x C x H x W)")
+        if pooling.startswith("avgpool"):
+            k = int(pooling[len("avgpool"):])
+            shapes[lay] = (int(a.shape[1]), k, k)
+        else:
+            shapes[lay] = (int(a.shape[1]), int(a.shape[2]), int(a.shape[3]))
+    return shapes
 
 
 def _with_fit_details(ds: Any, alpha: np.ndarray, cv_score: np.ndarray, target_layer: np.ndarray,

@@ -128,6 +128,8 @@ def fit_task(
 
         backbone = load_backbone(model["name"], weights=model["weights"])
     kwargs: dict[str, Any] = dict(layer=model["layer"], pooling=model["pooling"], pca=encoding["pca"], cv=encoding["cv"])
+    if encoding.get("readout", "ridge") != "ridge":
+        kwargs["readout"] = encoding["readout"]
     if encoding.get("alphas") is not None:
         kwargs["alphas"] = encoding["alphas"]
     encoder = fit_encoder(backbone, dataset, device=resolve_device(device), **_accepted(fit_encoder, {
