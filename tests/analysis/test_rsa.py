@@ -229,7 +229,7 @@ def test_rsa_benchmark_and_fragility_on_a_real_model(bench):
 
     ds = rsa_benchmark(["mobilenet_v2"], bench, layers={"mobilenet_v2": ["features.2", "features.4"]}, n_boot=20,
                        resolution=64)
-    assert ds.sizes == {"model": 1, "layer_index": 2, "subject": 4}
+    assert ds.sizes == {"model": 1, "layer_index": 2, "subject": 4, "boot": 20}
     assert ds.attrs["real"] == 1 and str(ds.training.values[0]) == "standard"
     lo, hi = float(ds.noise_ceiling_lower), float(ds.noise_ceiling_upper)
     assert 0 < lo < hi
