@@ -13,7 +13,7 @@ import sys
 import typer
 
 from brainprobe._version import __version__
-from brainprobe.cli import data, encoding, pipeline, report, robustify, zoo
+from brainprobe.cli import data, encoding, pipeline, report, robustify, validate, zoo
 from brainprobe.errors import BrainprobeError, OutputError
 
 app = typer.Typer(
@@ -40,7 +40,7 @@ def _root(
     """brainprobe: fit encoding models, probe them with small perturbations, compare their geometry."""
 
 
-for _module in (zoo, data, encoding, robustify, pipeline, report):
+for _module in (zoo, data, encoding, robustify, pipeline, report, validate):
     _module.register(app)
 
 
