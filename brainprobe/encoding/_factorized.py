@@ -10,7 +10,7 @@ map, so it folds exactly into one affine map on the flattened features (``folded
 the Encoder runs it.
 
 Fitting (torch, CPU or CUDA): responses are z-scored; the channel weights start from the ridge
-solution under a uniform mask; Adam on mini-batches of images minimises, per target,
+solution under a uniform mask (the masks start uniform); Adam on mini-batches of images minimises, per target,
 
     mean_n (y_nt - y^_nt)^2 + l1 * ||w_t||_1 + smooth * ||Laplacian(m_t)||_2^2
 
@@ -33,7 +33,7 @@ from brainprobe.errors import ConfigError, DataError
 
 DEFAULT_L1: tuple[float, ...] = (0.003, 0.03)
 """Default grid of the L1 penalty on channel weights (z-scored responses and channels)."""
-DEFAULT_SMOOTH: tuple[float, ...] = (0.003, 0.03)
+DEFAULT_SMOOTH: tuple[float, ...] = (0.01, 0.1)
 """Default grid of the Laplacian penalty on the unit-norm spatial mask."""
 
 
@@ -165,11 +165,11 @@ def fit_factorized(
     l1: Sequence[float] = DEFAULT_L1,
     smooth: Sequence[float] = DEFAULT_SMOOTH,
     val_fraction: float = 0.2,
-    lr: float = 0.03,
-    max_epochs: int = 60,
-    patience: int = 6,
+    lr: float = 0.05,
+    max_epochs: int = 150,
+    patience: int = 10,
     batch_size: int = 32,
-    n_select: int = 64,
+    n_select: int = 32,
     seed: int = 0,
     device: str | torch.device | None = None,
 ) -> FactorizedReadout:
