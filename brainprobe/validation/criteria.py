@@ -125,8 +125,10 @@ def brain_scores(
             for a, b in ((own, o), (o, own)):
                 cprobes[(a, b)] = probe(None, x, norm=norm, eps=eps, objective=Contrast(encoders[a], encoders[b], None),
                                         steps=steps, batch_size=batch_size, seed=seed, progress=False)
-        nc = np.asarray(dataset.noise_ceiling, dtype=np.float64)
-        nc = np.clip(np.nan_to_num(nc, nan=1e-3), 1e-3, 1.0)  # estimated NCSNR ceilings; 0 / NaN -> tiny
+        # the brain's true trial noise (known here): its true ceilings; estimated NCSNR ones as a fallback
+        true_nc = dataset.targets.get("true_noise_ceiling") if hasattr(dataset.targets, "get") else None
+        nc = np.asarray(true_nc if true_nc is not None else dataset.noise_ceiling, dtype=np.float64)
+        nc = np.clip(np.nan_to_num(nc, nan=1e-3), 1e-3, 1.0)
         cont = controversial(dict(encoders), x, cprobes, brain=brain, noise_ceiling=nc, noise_z=noise_z, n_boot=50,
                              seed=seed)
         with torch.no_grad():

@@ -18,7 +18,7 @@ import numpy as np
 from brainprobe._version import __version__
 from brainprobe.validation.config import ValidationConfig, check_validation_config, load_validation_config
 
-STAGE_VERSIONS = {"validate_data": 1, "validate_fit": 1, "validate_scores": 1}
+STAGE_VERSIONS = {"validate_data": 1, "validate_fit": 1, "validate_scores": 2}
 
 
 def quick_config(config: ValidationConfig) -> ValidationConfig:
