@@ -93,3 +93,14 @@ def test_factorized_penalties_chosen_from_the_grid(factorized_truth):
     assert settings["l1"] == 0.001  # an L1 of 3 zeroes every channel weight: validation R^2 <= 0
     assert settings["grid_val_r2"]["l1=3,smooth=0.01"] < settings["grid_val_r2"]["l1=0.001,smooth=0.01"]
     np.testing.assert_array_equal(enc.predictivity["alpha"].values, 0.001)
+
+
+def test_run_config_readout_is_validated_and_keyed():
+    from pydantic import ValidationError
+
+    from brainprobe.pipeline.config import EncodingConfig
+
+    assert EncodingConfig().readout == "ridge"
+    assert EncodingConfig(readout="factorized").model_dump()["readout"] == "factorized"  # in the fit cache key
+    with pytest.raises(ValidationError, match="unknown readout 'gauss'"):
+        EncodingConfig(readout="gauss")
