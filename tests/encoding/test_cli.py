@@ -37,6 +37,8 @@ def test_fit_prints_table_and_writes_files(mobilenet_dataset, tmp_path, capsys):
         (["--models", "mobilenet_v2", "--layer", "features.99"], "unknown layer 'features.99'"),
         (["--models", "mobilenet_v2", "--layer", "features.4", "--cv", "100"], "for 100-fold cross-validation"),
         (["--models", "mobilenet_v2", "--pooling", "max"], "pooling 'max'"),
+        (["--models", "mobilenet_v2", "--readout", "nope"], "readout 'nope' is unknown"),
+        (["--models", "mobilenet_v2", "--readout", "factorized", "--pooling", "avg"], "cannot use pooling 'avg'"),
     ],
 )
 def test_fit_bad_inputs_exit_2(mobilenet_dataset, tmp_path, capsys, args, message):
