@@ -24,7 +24,8 @@ RSA_CAPTION = (
     "REAL data. RSA (Pearson r between RDMs, 1 - Pearson r dissimilarities) of each model's best layer "
     "(chosen on all subjects; leave-one-subject-out score as a dot) with the human IT RDMs of 4 subjects "
     "(bars: mean over subjects, whiskers: 95% rsatoolbox bootstrap over stimuli and subjects) and with monkey IT "
-    "(diamonds). Grey band: the lower-upper noise ceiling across subjects."
+    "(diamonds). Grey band: human IT's lower-upper noise ceiling across subjects (monkey IT is one RDM, with no "
+    "ceiling; its diamonds are not comparable with the band)."
 )
 FRAGILITY_CAPTION = (
     "REAL data. Each model's RSA with human IT after PGD perturbations of all images at once, per-image budget on "
