@@ -34,10 +34,34 @@ class EngineConfig:
     input_diversity: float  # probability per step, 0 = off
     keep_best: bool
     device: torch.device
-    autocast: bool
+    autocast: bool  # bf16 autocast on CUDA for items whose eps >= AUTOCAST_MIN_EPS[norm]
     channels_last: bool
     show_progress: bool = True
     schedule: str = "constant"  # step size over steps: "constant" or "cosine" (anneals to alpha / 100)
+    autocast_any_device: bool = False  # also autocast on CPU (measurement and tests; slow without bf16 units)
+
+
+AUTOCAST_MIN_EPS = {"l2": math.inf, "linf": math.inf}
+"""Smallest budget (pixel units in [0, 1]) run under bf16 autocast; smaller ones run float32.
+
+Measured (benchmarks/bench_autocast.py, MobileNetV2 Encoder at 128 px, CPU bf16 autocast; table in
+docs/probes.md): bf16 distorts the l2 response change by more than 1% at every budget up to l2 1
+(3.4% at 1, 29% at 0.1), so l2 runs float32 throughout (inf). linf could not be measured in the
+time available (CPU bf16 is emulated and slow); it stays float32 until it is (inf)."""
+
+
+def autocast_min_eps(norm: str) -> float:
+    """The budget below which items run float32 even when autocast is on (see AUTOCAST_MIN_EPS)."""
+    return AUTOCAST_MIN_EPS[norm]
+
+
+def autocast_rows(cfg: EngineConfig, eps: torch.Tensor) -> torch.Tensor:
+    """Bool per item: whether its forwards run under bf16 autocast (on, allowed on this device, eps
+    at or above the threshold)."""
+    on = cfg.autocast and (cfg.device.type == "cuda" or cfg.autocast_any_device)
+    if not on:
+        return torch.zeros(len(eps), dtype=torch.bool)
+    return eps.float() >= autocast_min_eps(cfg.norm)
 
 
 @dataclass
@@ -87,17 +111,23 @@ def is_channels_last(model: nn.Module) -> bool:
 
 
 class Forward:
-    """Runs models on images on the engine's device (bf16 autocast on CUDA when asked), float32 out."""
+    """Runs models on images on the engine's device, float32 out; under bf16 autocast when
+    ``bf16`` (and the config allows it on this device). Clean responses are always float32."""
 
-    def __init__(self, cfg: EngineConfig) -> None:
+    def __init__(self, cfg: EngineConfig, bf16: bool | None = None) -> None:
         self.cfg = cfg
-        self.use_autocast = cfg.autocast and cfg.device.type == "cuda"
+        allowed = cfg.autocast and (cfg.device.type == "cuda" or cfg.autocast_any_device)
+        self.use_autocast = allowed if bf16 is None else (bool(bf16) and allowed)
+
+    def at(self, bf16: bool) -> Forward:
+        """The same forward in float32 (``bf16=False``) or, where allowed, under bf16 autocast."""
+        return Forward(self.cfg, bf16)
 
     def __call__(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         if self.use_autocast:
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+            with torch.autocast(device_type=self.cfg.device.type, dtype=torch.bfloat16):
                 y = model(x)
         else:
             y = model(x)
@@ -107,9 +137,10 @@ class Forward:
         return y.float()
 
     def clean(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-        """Responses to ``images`` (N x C x H x W), in batches, without gradients: N x T."""
+        """Float32 responses to ``images`` (N x C x H x W), in batches, without gradients: N x T."""
+        fp32 = self.at(False)
         with torch.no_grad():
-            parts = [self(model, images[i : i + self.cfg.batch_size]) for i in range(0, len(images), self.cfg.batch_size)]
+            parts = [fp32(model, images[i : i + self.cfg.batch_size]) for i in range(0, len(images), self.cfg.batch_size)]
         return torch.cat(parts)
 
 
@@ -158,11 +189,15 @@ def run_items(
         best_step=torch.empty(m_items, dtype=torch.long),
         zero_grad=torch.zeros(m_items, dtype=torch.bool),
     )
-    starts = range(0, m_items, cfg.batch_size)
-    batches = _progress(starts, math.ceil(m_items / cfg.batch_size), desc, cfg.show_progress)
-    for b, lo in enumerate(batches):
-        sl = slice(lo, min(lo + cfg.batch_size, m_items))
-        _run_batch(main, compiled, images, clean, image_index[sl], eps[sl], alpha[sl], group[sl], keys[sl], cfg, forward, b, out, sl)
+    # items below the autocast threshold run float32, the others (if any) under bf16 autocast;
+    # each precision in its own batches, in item order
+    bf16 = autocast_rows(cfg, eps)
+    parts = [(torch.nonzero(bf16 == flag).flatten(), forward.at(flag)) for flag in (False, True)]
+    plan = [(idx[lo : lo + cfg.batch_size], fwd) for idx, fwd in parts for lo in range(0, len(idx), cfg.batch_size)]
+    batches = _progress(range(len(plan)), len(plan), desc, cfg.show_progress)
+    for b in batches:
+        sl, fwd = plan[b]
+        _run_batch(main, compiled, images, clean, image_index[sl], eps[sl], alpha[sl], group[sl], keys[sl], cfg, fwd, b, out, sl)
     return out
 
 
@@ -264,7 +299,7 @@ def _run_batch(
     forward: Forward,
     batch_number: int,
     out: EngineOutput,
-    sl: slice,
+    sl: slice | torch.Tensor,
 ) -> None:
     dev = cfg.device
     bsz = len(image_index)

@@ -12,7 +12,16 @@ from torch import nn
 
 from brainprobe.errors import ConfigError, DataError
 from brainprobe.probes import checks as _checks
-from brainprobe.probes._engine import EngineConfig, Forward, frozen_eval, has_conv, run_items
+from brainprobe.probes._engine import (
+    AUTOCAST_MIN_EPS,  # noqa: F401  (re-exported: the autocast threshold next to probe())
+    EngineConfig,
+    Forward,
+    autocast_min_eps,
+    autocast_rows,
+    frozen_eval,
+    has_conv,
+    run_items,
+)
 from brainprobe.probes.objectives import Compiled, Objective, parse_objective
 from brainprobe.probes.result import ProbeResult
 
@@ -174,7 +183,7 @@ def probe(
     input_diversity: bool | float = False,
     device: str | torch.device | None = None,
     keep_best: bool = True,
-    autocast: bool = True,
+    autocast: bool | str = True,
     channels_last: bool | None = None,
     schedule: str = "constant",
     progress: bool = True,
@@ -220,8 +229,12 @@ def probe(
         Default: the model's CUDA device, else CUDA if available, else CPU. Models are moved there.
     keep_best : bool
         Return the best iterate (by objective) rather than the last one.
-    autocast : bool
-        On CUDA, run model forwards in bf16 autocast (perturbations stay float32).
+    autocast : bool or "force"
+        True: on CUDA, run model forwards under bf16 autocast for budgets at or above
+        ``AUTOCAST_MIN_EPS[norm]`` (below it bf16 distorts the response change by more than 1%;
+        those budgets run float32; docs/probes.md). Perturbations and clean responses stay
+        float32. "force": the same on any device, CPU included (for measurement and tests).
+        False: float32 throughout. ``settings["forward_dtype"]`` records what ran.
     channels_last : bool or None
         Run inputs and models in channels-last (NHWC) memory format; the models are converted for
         the call and restored after it. None (default): on when a probed model has convolutions,
@@ -258,6 +271,8 @@ def probe(
 
     if schedule not in ("constant", "cosine"):
         raise ConfigError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
+    if autocast not in (True, False, "force"):
+        raise ConfigError(f"autocast must be True, False or 'force', got {autocast!r}")
     dev = resolve_device(model, device)
     n_images = x_cpu.shape[0]
     e, o = len(eps_t), len(objectives)
@@ -270,6 +285,7 @@ def probe(
     cfg = EngineConfig(
         norm=norm, steps=steps, random_start=bool(random_start), restarts=restarts, batch_size=bs,
         seed=int(seed), input_diversity=p_div, keep_best=bool(keep_best), device=dev, autocast=bool(autocast),
+        autocast_any_device=autocast == "force",
         channels_last=has_conv(all_models) if auto_format else bool(channels_last), show_progress=progress,
         schedule=schedule,
     )
@@ -354,6 +370,17 @@ def _step_sizes(step_size: float | Sequence[float] | None, eps: torch.Tensor, st
     return s.float()
 
 
+def _dtype_settings(cfg: EngineConfig, eps: torch.Tensor) -> dict[str, Any]:
+    """What precision the forwards ran in: float32, bfloat16 or mixed (float32 below the threshold)."""
+    bf16 = autocast_rows(cfg, eps)
+    dtype = "bfloat16" if bool(bf16.all()) else "mixed" if bool(bf16.any()) else "float32"
+    return {
+        "forward_dtype": dtype,
+        "autocast_min_eps": autocast_min_eps(cfg.norm) if cfg.autocast else None,
+        "bfloat16_eps": [float(v) for v in eps[bf16]],
+    }
+
+
 def _settings(
     cfg: EngineConfig, steps: int, alpha: torch.Tensor, eps: torch.Tensor, model: nn.Module, ob: Objective, n: int
 ) -> dict[str, Any]:
@@ -373,7 +400,7 @@ def _settings(
         "batch_size": cfg.batch_size,
         "input_diversity": cfg.input_diversity,
         "device": str(cfg.device),
-        "forward_dtype": "bfloat16" if (cfg.autocast and cfg.device.type == "cuda") else "float32",
+        **_dtype_settings(cfg, eps),
         "channels_last": cfg.channels_last,
         "n_images": n,
         "model": type(model).__name__,
