@@ -72,3 +72,27 @@ def check_box(images: torch.Tensor, delta: torch.Tensor, image_index: torch.Tens
     if not ok:
         _warn("box", f"perturbed images leave [0, 1] by up to {worst:.3g}")
     return ok
+
+
+def check_convergence(results: list) -> bool:  # type: ignore[type-arg]
+    """Median fraction of the first-order bound at the smallest budget >= 0.95 for every result;
+    warns 'convergence' if not (NaN fractions, where no bound is defined, are skipped)."""
+    from brainprobe.probes.convergence import CONVERGED
+
+    ok = True
+    for r in results:
+        frac = r.fraction()
+        if frac is None or not bool(torch.isfinite(frac).any()):
+            continue
+        med = float(frac[torch.isfinite(frac)].median())
+        if med < CONVERGED:
+            ok = False
+            e_min = int(torch.argmin(r.eps))
+            gain = float(r.late_gain[e_min].median()) if r.late_gain is not None else float("nan")
+            _warn(
+                "convergence",
+                f"{r.objective} ({r.norm}, eps {float(r.eps.min()):.3g}): probes reach a median {med:.3f} of the "
+                f"first-order bound (< {CONVERGED}), the last 20% of steps added {gain:.1%}; if that is ~0 the "
+                "model's curvature at this budget is the limit (a smaller budget is nearer linear), else raise steps",
+            )
+    return ok

@@ -48,6 +48,11 @@ class Compiled:
     """Size of one SD of the objective's quantity (for ``criterion="1sd"``), or None."""
     scale: str | None = field(default=None)
     """Which SDs scaled the objective (recorded in ``ProbeResult.settings["scale"]``), or None."""
+    vector: Callable[[dict[int, torch.Tensor], dict[int, torch.Tensor], torch.Tensor], torch.Tensor] | None = field(
+        default=None
+    )
+    """For objectives that are the norm of a vector change (Shift): ``vector(outs, clean, image_index) -> B x K``
+    with ``value = ||vector||_2``; the convergence diagnostic linearises it (``brainprobe.probes.convergence``)."""
 
 
 class Objective:
@@ -213,12 +218,15 @@ class Shift(Objective):
         inv = 1.0 / sd
         key = id(m)
 
-        def value(outs: dict[int, torch.Tensor], clean: dict[int, torch.Tensor], image_index: torch.Tensor) -> torch.Tensor:
+        def vector(outs: dict[int, torch.Tensor], clean: dict[int, torch.Tensor], image_index: torch.Tensor) -> torch.Tensor:
             change = outs[key].index_select(1, idx) - clean[key].index_select(0, image_index).index_select(1, idx)
-            return torch.linalg.vector_norm(change * inv, dim=1)
+            return change * inv
+
+        def value(outs: dict[int, torch.Tensor], clean: dict[int, torch.Tensor], image_index: torch.Tensor) -> torch.Tensor:
+            return torch.linalg.vector_norm(vector(outs, clean, image_index), dim=1)
 
         return Compiled([m], value, zero_grad_at_origin=True, unit=torch.tensor(1.0) if self.normalize else None,
-                        scale=source)
+                        scale=source, vector=vector)
 
 
 class Toward(Objective):

@@ -12,6 +12,7 @@ from torch import nn
 
 from brainprobe.errors import ConfigError, DataError
 from brainprobe.probes import checks as _checks
+from brainprobe.probes import convergence as _convergence
 from brainprobe.probes._engine import (
     AUTOCAST_MIN_EPS,  # noqa: F401  (re-exported: the autocast threshold next to probe())
     EngineConfig,
@@ -187,6 +188,7 @@ def probe(
     channels_last: bool | None = None,
     schedule: str = "constant",
     progress: bool = True,
+    convergence: bool = True,
 ) -> ProbeResult | list[ProbeResult]:
     """Find small perturbations that move a model's predicted responses as an objective asks.
 
@@ -246,6 +248,11 @@ def probe(
         ``step_size`` to 1% of it, which converges on max-min objectives such as Contrast.
     progress : bool
         Show a progress bar over batches.
+    convergence : bool
+        Record the convergence diagnostics (``ProbeResult.bound``, ``fraction()``, ``late_gain``):
+        the first-order bound of every image's objective at the smallest budget (costs about
+        ``LANCZOS_ITERS`` JVP + VJP pairs per image for Shift; one gradient for scalar objectives)
+        and, with ``checks``, warn 'convergence' when the median fraction is below 0.95.
 
     Returns
     -------
@@ -307,6 +314,7 @@ def probe(
                 main, compiled, images_dev, clean, image_index, eps_t[e_idx], alpha[e_idx], group, keys, cfg, forward,
                 desc=f"probe {norm}",
             )
+            bound = _bounds(compiled, clean, images_dev, image_index, e_idx, group, eps_t, out.delta, cfg) if convergence else None
     if checks:
         names = [objectives[int(g)].name for g in group[out.zero_grad]]
         check_results["gradient"] = _checks.check_gradients(out.zero_grad, names)
@@ -320,11 +328,15 @@ def probe(
         sel = group == gi
         settings = _settings(cfg, steps, alpha, eps_t, main, ob, n_images)
         settings["scale"] = compiled[gi].scale  # which SDs scaled the objective (None: unscaled)
+        value = out.value[sel].view(e, n_images)
+        e_min = int(torch.argmin(eps_t))
+        settings["convergence"] = _convergence_settings(convergence, compiled[gi], norm, float(eps_t[e_min]))
+        bound_gi = bound[sel].view(e, n_images)[e_min] if bound is not None else None
         results.append(
             ProbeResult(
                 delta=out.delta[sel].view(e, n_images, *x_cpu.shape[1:]),
                 change=(out.outputs[sel].view(e, n_images, t) - clean_main.unsqueeze(0)),
-                objective_value=out.value[sel].view(e, n_images),
+                objective_value=value,
                 eps=eps_t.clone(),
                 norm=norm,
                 objective=ob.name,
@@ -333,9 +345,45 @@ def probe(
                 best_step=out.best_step[sel].view(e, n_images),
                 checks=dict(check_results),
                 settings=settings,
+                bound=bound_gi,
+                late_gain=_convergence.late_gain(out.trace[:, sel].view(-1, e, n_images), steps, restarts).float(),
             )
         )
+    if checks and convergence:
+        check_results["convergence"] = _checks.check_convergence(results)
+        for r in results:
+            r.checks["convergence"] = check_results["convergence"]
     return results if many else results[0]
+
+
+def _bounds(
+    compiled: list[Compiled], clean: dict[int, torch.Tensor], images: torch.Tensor, image_index: torch.Tensor,
+    e_idx: torch.Tensor, group: torch.Tensor, eps: torch.Tensor, delta: torch.Tensor, cfg: EngineConfig,
+) -> torch.Tensor:
+    """First-order bound (float64, M) of every item at the smallest budget (NaN elsewhere)."""
+    bound = torch.full((len(group),), float("nan"), dtype=torch.float64)
+    e_min = int(torch.argmin(eps))
+    for gi, comp in enumerate(compiled):
+        rows = torch.nonzero((group == gi) & (e_idx == e_min)).flatten()
+        bound[rows] = _convergence.first_order_bound(
+            comp, clean, images, image_index[rows], eps[e_idx[rows]], cfg.norm, delta[rows], seed=cfg.seed,
+            batch_size=cfg.batch_size,
+        )
+    return bound
+
+
+def _convergence_settings(on: bool, comp: Compiled, norm: str, eps: float) -> dict[str, Any] | None:
+    if not on:
+        return None
+    if comp.vector is not None:
+        method = ("eps * sigma_max(J) (Lanczos on J^T J)" if norm == "l2" else
+                  "max ||J d|| over the linf ball and box by the generalised power method (a lower estimate)")
+    elif comp.zero_grad_at_origin:
+        method = "none (zero gradient at the clean image and no vector form)"
+    else:
+        method = "eps * ||grad||_2" if norm == "l2" else "sum |grad| min(eps, box room) (= eps * ||grad||_1 off the box)"
+    return {"eps": eps, "bound": method, "lanczos_iters": _convergence.LANCZOS_ITERS,
+            "threshold": _convergence.CONVERGED, "late_gain": "last ceil(20%) of the last restart's steps"}
 
 
 def _models_of(models: list[nn.Module], objectives: list[Objective]) -> list[nn.Module]:

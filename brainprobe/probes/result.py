@@ -36,7 +36,13 @@ class ProbeResult:
         Sanity check name -> passed (bool); see :mod:`brainprobe.probes.checks`.
     settings : dict
         Everything needed to reproduce the run (steps, step sizes, seed, batch size, device,
-        dtype, versions, model class).
+        dtype, versions, model class); ``settings["convergence"]`` says how ``bound`` was computed.
+    bound : Tensor, N, float64, or None
+        First-order bound of each image's objective at the smallest budget (objective units;
+        :mod:`brainprobe.probes.convergence`); NaN where undefined, None when not computed.
+    late_gain : Tensor, E x N, float32, or None
+        Gain of the best objective over the last 20% of steps, relative to the final best
+        (0: the last steps added nothing).
     """
 
     delta: torch.Tensor
@@ -50,6 +56,19 @@ class ProbeResult:
     best_step: torch.Tensor
     checks: dict[str, bool] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    bound: torch.Tensor | None = None
+    late_gain: torch.Tensor | None = None
+
+    def fraction(self) -> torch.Tensor | None:
+        """Achieved objective / first-order bound at the smallest budget, per image (N,), or None.
+
+        About 1 for a converged probe in the near-linear regime of small budgets; below 0.95 the
+        run under-estimates the model's sensitivity (more steps, a larger step size).
+        """
+        if self.bound is None:
+            return None
+        e_min = int(torch.argmin(self.eps))
+        return self.objective_value[e_min].double() / self.bound.double()
 
     def perturbed(self, images: torch.Tensor) -> torch.Tensor:
         """The probe images ``images + delta`` (E x N x 3 x H x W), clipped to [0, 1] against rounding."""

@@ -30,7 +30,7 @@ def test_drive_linear_reaches_dual_norm(norm: str) -> None:
     # the reported change is the model's: w . delta on target 0
     direct = torch.einsum("end,d->en", res.delta.flatten(2), w[0])
     assert torch.allclose(res.change[..., 0], direct, rtol=1e-4, atol=1e-6)
-    assert res.checks == {"determinism": True, "gradient": True, "budget": True, "box": True}
+    assert res.checks == {"determinism": True, "gradient": True, "budget": True, "box": True, "convergence": True}
 
 
 def test_drive_down_roi_mean() -> None:

@@ -37,7 +37,9 @@ def test_probe_real_network(cut_model: CutReadout) -> None:
     torch.set_num_threads(2)
     x = torch.rand((2, 3, 64, 64), generator=torch.Generator().manual_seed(0))
     res = probe(cut_model, x, norm="linf", eps=[1 / 255, 4 / 255], objective="drive:late", steps=3)
-    assert res.checks == {"determinism": True, "gradient": True, "budget": True, "box": True}
+    assert {k: v for k, v in res.checks.items() if k != "convergence"} == {
+        "determinism": True, "gradient": True, "budget": True, "box": True}
+    assert "convergence" in res.checks and res.fraction() is not None  # 3 steps may or may not reach 0.95
     assert bool((res.objective_value > 0).all())
     assert bool((res.objective_value[1] > res.objective_value[0]).all())
     assert all(p.grad is None for p in cut_model.parameters())
