@@ -220,12 +220,3 @@ def late_gain(trace: torch.Tensor, steps: int, restarts: int) -> torch.Tensor:
     gain = final - best[cut]
     return torch.where(final.abs() > 0, gain / final.abs(), torch.full_like(final, math.nan))
 
-
-def convergence_bound(
-    model: nn.Module | None, compiled: Compiled, clean: dict[int, torch.Tensor], images: torch.Tensor,
-    delta: torch.Tensor, eps: float, norm: str, seed: int = 0, batch_size: int = 8,
-) -> torch.Tensor:
-    """The first-order bound at one budget for every image (N,), starting from the probes ``delta`` (N x 3 x H x W)."""
-    n = images.shape[0]
-    return first_order_bound(compiled, clean, images, torch.arange(n), torch.full((n,), float(eps)), norm,
-                             delta, seed=seed, batch_size=batch_size)
