@@ -32,6 +32,10 @@ class ShardedProbes:
     objective_value : ndarray E x N
     eps : list of E floats
     norm : str
+    bound : ndarray N (float64) or None
+        First-order bound of the objective at the smallest budget (``brainprobe.probes.convergence``).
+    late_gain : ndarray E x N or None
+        Relative gain of the last 20% of PGD steps.
     """
 
     delta: Any
@@ -40,6 +44,15 @@ class ShardedProbes:
     eps: list[float]
     norm: str
     settings: dict[str, Any] = field(default_factory=dict)
+    bound: np.ndarray | None = None
+    late_gain: np.ndarray | None = None
+
+    def fraction(self) -> np.ndarray | None:
+        """Achieved objective / first-order bound at the smallest budget, per image (N,), or None."""
+        if self.bound is None:
+            return None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.asarray(self.objective_value, dtype=float)[int(np.argmin(self.eps))] / self.bound
 
 
 def gather_probes(plan: DatasetPlan, cache_root: str, eps: dict[str, list[float]]) -> dict[str, list[ShardedProbes]]:
@@ -55,8 +68,54 @@ def gather_probes(plan: DatasetPlan, cache_root: str, eps: dict[str, list[float]
         load = lambda name: np.concatenate([load_shard(cache_root, "probes", e.key, name) for e in entries], axis=1)  # noqa: E731
         delta = torch.tensor(load("delta"), dtype=torch.float32)  # torch-allocated: aligned as always
         out.setdefault(model, []).append(ShardedProbes(delta, load("change"), load("objective"), list(eps[norm]), norm,
-                                                       dict(entries[0].task["settings"])))
+                                                       dict(entries[0].task["settings"]),
+                                                       np.concatenate([load_shard(cache_root, "probes", e.key, "bound")
+                                                                       for e in entries]),
+                                                       load("late_gain")))
     return out
+
+
+def convergence_group(probes: dict[str, list[ShardedProbes]], info: dict[str, dict[str, str]]) -> Any:
+    """Per model x norm x image: the achieved objective, its first-order bound at the smallest budget and
+    their ratio (``fraction``), and the late gain; ``converged`` = median fraction >= 0.95."""
+    import xarray as xr
+
+    from brainprobe.probes.convergence import CONVERGED
+
+    names = list(probes)
+    norms = sorted({p.norm for ps in probes.values() for p in ps})
+    n = max(p.objective_value.shape[1] for ps in probes.values() for p in ps)
+    shape = (len(names), len(norms), n)
+    achieved, bound, gain = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
+    eps_min = np.full(len(norms), np.nan)
+    for mi, name in enumerate(names):
+        for p in probes[name]:
+            ni, e = norms.index(p.norm), int(np.argmin(p.eps))
+            k = p.objective_value.shape[1]
+            achieved[mi, ni, :k] = np.asarray(p.objective_value, dtype=float)[e]
+            if p.bound is not None:
+                bound[mi, ni, :k] = p.bound
+            if p.late_gain is not None:
+                gain[mi, ni, :k] = np.asarray(p.late_gain, dtype=float)[e]
+            eps_min[ni] = float(p.eps[e])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = achieved / bound
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells (no bound defined)
+        median = np.nanmedian(frac, axis=-1)
+        lowest = np.nanmin(frac, axis=-1)
+    converged = np.where(np.isnan(median), np.nan, (median >= CONVERGED).astype(float))  # NaN: no bound defined
+    d3, d2 = ("model", "norm", "image"), ("model", "norm")
+    return xr.Dataset(
+        {"achieved": (d3, achieved), "bound": (d3, bound), "fraction": (d3, frac), "late_gain": (d3, gain),
+         "fraction_median": (d2, median), "fraction_min": (d2, lowest),
+         "converged": (d2, converged), "eps": (("norm",), eps_min)},
+        coords={"model": names, "norm": norms, "image": np.arange(n),
+                "training": ("model", [info.get(m, {}).get("training", "") for m in names]),
+                "architecture": ("model", [info.get(m, {}).get("architecture", "") for m in names])},
+        attrs={"analysis": "convergence", "threshold": float(CONVERGED),
+               "bound": "first-order bound at the smallest budget (brainprobe.probes.convergence)"},
+    )
 
 
 def gather_transfer(plan: DatasetPlan, cache_root: str) -> dict[str, dict[str, dict[str, np.ndarray]]]:
@@ -155,7 +214,8 @@ def compute_analyses(config: RunConfig, plan: DatasetPlan, dataset: Any, cache_r
 
     objective = make_objective(config.probes.objective, dataset)
     ctx = AnalysisContext(config, plan, dataset, encoders, probes, images, image_idx, info, brain, objective, cache_root)
-    groups: dict[str, Any] = {"predictivity": predictivity_group(encoders, info)}
+    groups: dict[str, Any] = {"predictivity": predictivity_group(encoders, info),
+                              "convergence": convergence_group(probes, info)}
     import brainprobe.analysis as analysis_pkg
 
     for name in config.analyses.include:

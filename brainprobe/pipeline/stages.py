@@ -17,7 +17,7 @@ import numpy as np
 
 from brainprobe.pipeline.cache import Cache
 
-STAGE_VERSIONS: dict[str, int] = {"data": 2, "fit": 2, "probes": 2, "transfer": 1, "analyses": 3}
+STAGE_VERSIONS: dict[str, int] = {"data": 2, "fit": 2, "probes": 3, "transfer": 1, "analyses": 4}
 
 DATASET_FILE = "dataset.nc"
 ENCODER_FILE = "encoder.pt"
@@ -210,7 +210,10 @@ def probe_task(
     """Probe one encoder on one chunk of images under one norm at every budget; store the shard.
 
     Files: ``change.npy`` float32 E x n x T (encoder response change), ``objective.npy`` float32
-    E x n, ``clean.npy`` float32 n x T (clean predictions), ``delta.npy`` float16 E x n x 3 x H x W.
+    E x n, ``clean.npy`` float32 n x T (clean predictions), ``delta.npy`` float16 E x n x 3 x H x W,
+    ``bound.npy`` float64 n (first-order bound of the objective at the smallest budget, NaN where
+    undefined) and ``late_gain.npy`` float32 E x n (relative gain of the last 20% of steps); see
+    :mod:`brainprobe.probes.convergence`.
     """
     import torch
 
@@ -244,6 +247,12 @@ def probe_task(
         np.save(tmp / "objective.npy", _np(result.objective_value).astype(np.float32))
         np.save(tmp / "clean.npy", clean.astype(np.float32))
         np.save(tmp / "delta.npy", _np(result.delta).astype(np.float16))
+        n_img = len(images)
+        bound = getattr(result, "bound", None)
+        gain = getattr(result, "late_gain", None)
+        np.save(tmp / "bound.npy", _np(bound).astype(np.float64) if bound is not None else np.full(n_img, np.nan))
+        np.save(tmp / "late_gain.npy", _np(gain).astype(np.float32) if gain is not None
+                else np.full((len(eps), n_img), np.nan, dtype=np.float32))
         checks = {k: bool(v) for k, v in dict(getattr(result, "checks", {}) or {}).items()}
         (tmp / "checks.json").write_text(json.dumps(checks, sort_keys=True))
     return {"stage": "probes", "key": key, "seconds": time.perf_counter() - t0}

@@ -32,6 +32,10 @@ _CAPTIONS = {
     "l2_linf": "Each target's (voxel's) sensitivity under ℓ2 vs ℓ∞ probes; the paper reports R = .97 on NSD.",
     "linearity": "Achieved change (solid) vs the box-constrained first-order optimum (dashed) as the budget grows; "
     "dotted lines mark where they part by 10%.",
+    "convergence": "How close the probes came to the best perturbation of the linearised model at the smallest "
+    "budget (achieved objective / first-order bound; Shift l2: eps x top singular value of the SD-scaled Jacobian). "
+    "Bars: median over probed images, ticks: each image; below the dashed line (0.95) the run under-estimates "
+    "that model's sensitivity.",
 }
 
 _TITLES = {
@@ -43,6 +47,7 @@ _TITLES = {
     "axes": "Local coding axes",
     "l2_linf": "ℓ2 vs ℓ∞",
     "linearity": "Linearity",
+    "convergence": "Probe convergence",
 }
 
 
@@ -145,7 +150,34 @@ def _brain_text(run: Any, label: str, groups: dict[str, xr.Dataset]) -> str:
     return f"Brain: {name}" if name else ""
 
 
-def build_report(run_dir: str | Path, *, gallery_eps: float | None = None, out: str | Path | None = None) -> Path:
+def convergence_notes(label: str, ds: xr.Dataset | None) -> list[str]:
+    """One warning per model x norm whose probes did not converge (median fraction of the first-order
+    bound at the smallest budget below the threshold); none when every model converged."""
+    if ds is None or "fraction_median" not in ds:
+        return []
+    thr = float(ds.attrs.get("threshold", 0.95))
+    notes = []
+    for m in ds["model"].values:
+        for nm in ds["norm"].values:
+            med = float(ds["fraction_median"].sel(model=m, norm=nm))
+            if np.isfinite(med) and med < thr:
+                eps = float(ds["eps"].sel(norm=nm)) if "eps" in ds else float("nan")
+                eps_txt = f"{eps * 255:.3g}/255" if str(nm) == "linf" else f"{eps:.3g}"
+                gain = (float(ds["late_gain"].sel(model=m, norm=nm).median(skipna=True))
+                        if "late_gain" in ds else float("nan"))
+                why = ("the last 20% of steps still added "
+                       f"{gain:.1%}: raise probes.steps" if np.isfinite(gain) and gain > 0.005 else
+                       "the last 20% of steps added almost nothing, so the model's curvature at this budget, not the "
+                       "optimiser, is the likely limit (a smaller budget is nearer linear)")
+                notes.append(
+                    f"{label}: {m}'s {nm} probes did not converge: they reach a median {med:.2f} of the first-order "
+                    f"bound at ε = {eps_txt} (< {thr}); {why}."
+                )
+    return notes
+
+
+def build_report(run_dir: str | Path, *, gallery_eps: float | None = None, out: str | Path | None = None,
+                 gallery_norm: str | None = None) -> Path:
     """Rebuild ``run_dir/report.html`` (and ``run_dir/figures/``) from results.nc and manifest.json.
 
     Nothing is recomputed: figures are drawn from the saved analyses and, for galleries, from the
@@ -156,7 +188,12 @@ def build_report(run_dir: str | Path, *, gallery_eps: float | None = None, out: 
     run_dir : path
         A run folder written by ``brainprobe run``.
     gallery_eps : float, optional
-        Budget of the probe galleries (nearest kept budget; default: the middle of the grid).
+        Budget of the probe galleries, the same for every model; default: l2 at an RMS change of
+        8/255 per pixel value (``probes_io.GALLERY_RMS``), where probes are visible. A kept budget
+        uses the run's perturbations; any other is probed at report time from the cached encoders
+        (a few images, cached under ``probes/<label>/gallery/``).
+    gallery_norm : {"l2", "linf"}, optional
+        Norm of ``gallery_eps`` (default: linf when it is <= 32/255, else l2).
     out : path, optional
         Where to write the HTML (default ``run_dir/report.html``).
 
@@ -181,6 +218,7 @@ def build_report(run_dir: str | Path, *, gallery_eps: float | None = None, out: 
             sections.append(real_section(label, groups, fig_root, sec))
             continue
         sec.intro = _brain_text(run, label, groups)
+        sec.notes.extend(convergence_notes(label, groups.get("convergence")))
         fig_dir = fig_root / re.sub(r"[^A-Za-z0-9_.-]+", "_", label)
         for analysis, figs in FIGURES.items():
             if analysis not in groups:
@@ -192,7 +230,7 @@ def build_report(run_dir: str | Path, *, gallery_eps: float | None = None, out: 
         from brainprobe.report.probes_io import gallery_figures
 
         try:
-            items, gallery_notes = gallery_figures(run, label, eps=gallery_eps)
+            items, gallery_notes = gallery_figures(run, label, eps=gallery_eps, norm=gallery_norm)
         except BrainprobeError as exc:
             items, gallery_notes = [], [f"{label}: probe galleries not drawn: {exc}"]
         sec.notes.extend(gallery_notes)

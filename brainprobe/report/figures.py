@@ -484,6 +484,48 @@ def linearity_figure(ds: xr.Dataset, *, title_suffix: str = ""):
     return fig
 
 
+def convergence_figure(ds: xr.Dataset, *, title_suffix: str = ""):
+    """Fraction of the first-order bound the probes reach at the smallest budget, per model x norm.
+
+    Reads ``fraction`` [model, norm, image] (achieved objective / first-order bound, see
+    :mod:`brainprobe.probes.convergence`) and ``eps`` [norm]; bars are medians over images, ticks
+    each image, and the dashed line the convergence threshold (``threshold`` attribute, 0.95).
+    """
+    plt = mpl()
+    frac = pick(ds, ["fraction"], "convergence")
+    models = _models(frac)
+    norms = [str(n) for n in frac["norm"].values]
+    robust = model_training(ds, models)
+    colors = model_colors(robust)
+    thr = float(ds.attrs.get("threshold", 0.95))
+    fig, axes = plt.subplots(1, len(norms), figsize=(3.2 * len(norms) + 1.6, 0.45 * len(models) + 1.8),
+                             squeeze=False, sharey=True)
+    for ax, norm in zip(axes[0], norms):
+        for i, m in enumerate(models):
+            v = np.asarray(frac.sel(model=m, norm=norm).values, dtype=float)
+            v = v[np.isfinite(v)]
+            if not v.size:
+                ax.text(0.02, i, "no bound", va="center", fontsize=7, color="0.4")
+                continue
+            med = float(np.median(v))
+            ax.barh(i, med, color=colors[m], alpha=0.85, height=0.6)
+            ax.plot(v, np.full(v.shape, i), "|", color="0.15", ms=8)
+            ax.text(max(med, float(v.max())) + 0.01, i, f"{med:.2f}", va="center", fontsize=7,
+                    color="#b2182b" if med < thr else "0.1")
+        ax.axvline(thr, color="#b2182b", ls="--", lw=0.9)
+        ax.axvline(1.0, color="0.4", lw=0.6)
+        ax.set_yticks(np.arange(len(models)), [short(m) for m in models], fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlim(0, 1.15)
+        eps = float(ds["eps"].sel(norm=norm)) if "eps" in ds else float("nan")
+        ax.set_title(f"{NORM_LABEL.get(norm, norm)}{_eps_text(norm, eps)}", fontsize=9)
+        ax.set_xlabel("fraction of the first-order bound")
+        ax.set_ylabel("model")
+    fig.suptitle(f"Probe convergence at the smallest budget{title_suffix}", fontsize=10)
+    finish(fig)
+    return fig
+
+
 FIGURES = {
     "predictivity": [("predictivity", predictivity_figure)],
     "sensitivity": [("sensitivity", sensitivity_figure), ("minimal_eps", minimal_eps_figure)],
@@ -492,5 +534,6 @@ FIGURES = {
     "axes": [("axes", axes_figure)],
     "l2_linf": [("l2_linf", l2_linf_figure)],
     "linearity": [("linearity", linearity_figure)],
+    "convergence": [("convergence", convergence_figure)],
 }
 """analysis group name -> [(figure stem, function)], in report order."""

@@ -96,18 +96,67 @@ def roi_change(model: Any, images: np.ndarray, delta: np.ndarray) -> tuple[np.nd
     return np.stack([(y1 - y0)[:, rois == r].mean(axis=1) for r in names], axis=1), names
 
 
-def gallery_figures(run: Any, label: str, *, eps: float | None = None, max_images: int = 4) -> tuple[list[tuple[str, Any, str]], list[str]]:
-    """Probe galleries of dataset ``label``, one per model: ``([(title, figure, caption)], notes)``.
+GALLERY_RMS = 8 / 255
+"""Default gallery budget: l2 with an RMS change of 8/255 per pixel value (eps = 8/255 * sqrt(3 H W),
+6.95 at 128 px), where probes are visible without amplification; the same for every model."""
+GALLERY_STEPS = 10
+"""PGD steps of the gallery probes computed at report time."""
+GALLERY_IMAGES = 2
+"""Kept images shown (and probed at report time) per gallery."""
 
-    Each gallery shows the kept images, the amplified perturbation, the probe image and each
-    ROI's predicted change (a forward pass of the kept images through the cached encoder).
+
+def visible_budget(images: np.ndarray, eps: float | None, norm: str | None) -> tuple[str, float]:
+    """(norm, eps) of the galleries: the default visible l2 budget (:data:`GALLERY_RMS`), or ``eps``
+    in ``norm`` (without a norm: linf when eps <= 32/255, else l2)."""
+    if eps is None:
+        h, w = images.shape[1:3]
+        return (norm or "l2"), (GALLERY_RMS * float(np.sqrt(3 * h * w)) if (norm or "l2") == "l2" else GALLERY_RMS)
+    return (norm or ("linf" if eps <= 32 / 255 else "l2")), float(eps)
+
+
+def report_time_probes(run_dir: str | Path, entry: dict[str, Any], label: str, model: str, encoder: Any,
+                       images: np.ndarray, norm: str, eps: float) -> np.ndarray:
+    """Probes of ``images`` (uint8 K x H x W x 3) at a budget the run did not keep: float32 K x 3 x H x W.
+
+    Made with the run's objective (``index.json``), :data:`GALLERY_STEPS` PGD steps and seed 0 on
+    the cached encoder, and cached under ``probes/<label>/gallery/`` so a rebuild computes nothing.
+    """
+    from brainprobe._images import to_float_tensor
+    from brainprobe.probes import Shift, parse_objective, probe
+
+    folder = Path(run_dir) / "probes" / label / "gallery"
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in model)
+    path = folder / f"{safe}.{norm}.{eps:.6g}.k{len(images)}.s{GALLERY_STEPS}.npy"
+    if path.is_file():
+        return np.load(path).astype(np.float32)
+    name = str(entry.get("objective") or "shift")
+    objective = Shift() if name == "shift" else parse_objective(name)
+    result = probe(encoder, to_float_tensor(images), norm=norm, eps=[eps], objective=objective, steps=GALLERY_STEPS,
+                   seed=0, progress=False, checks=False, convergence=False)
+    delta = result.delta[0].detach().float().cpu().numpy()
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npy")
+    np.save(tmp, delta.astype(np.float16))
+    tmp.replace(path)
+    return delta
+
+
+def gallery_figures(run: Any, label: str, *, eps: float | None = None, norm: str | None = None,
+                    max_images: int = GALLERY_IMAGES) -> tuple[list[tuple[str, Any, str]], list[str]]:
+    """Probe galleries of dataset ``label``, one per model, all at the same budget: ``([(title, figure, caption)], notes)``.
+
+    The budget is :func:`visible_budget` (default: l2 at an RMS of 8/255, visible to the eye). The
+    run's kept perturbations are used when it is one of their budgets; otherwise the few gallery
+    probes are made now from the cached encoders (:func:`report_time_probes`). Each gallery shows
+    the kept images, the probe amplified and not (the probe image), an equal-norm white noise
+    perturbation beside it (amplified and not), and each ROI's predicted change under both.
 
     Raises
     ------
     DataError
-        The run kept no perturbations for ``label``.
+        The run kept no perturbations (nor images) for ``label``.
     """
-    from brainprobe.report.gallery import probe_gallery
+    from brainprobe.report.gallery import probe_gallery, white_noise_like
 
     index = read_index(run.run_dir)
     entry = index.get("datasets", {}).get(label)
@@ -116,16 +165,29 @@ def gallery_figures(run: Any, label: str, *, eps: float | None = None, max_image
     items, notes = [], []
     for model in entry["models"]:
         try:
-            norm, e_idx, e = choose_budget(entry["models"][model]["norms"], eps)
-            images, delta = load_kept(run.run_dir, entry, model, norm, e_idx)
-            change, rois = roi_change(load_encoder(entry, model), images, delta)
-        except DataError as exc:
+            images = np.load(Path(run.run_dir) / "probes" / entry["images"])[:max_images]
+            nm, e = visible_budget(images, eps, norm)
+            encoder = load_encoder(entry, model)
+            kept = entry["models"][model]["norms"].get(nm)
+            hit = np.flatnonzero(np.isclose(np.asarray(kept["eps"], dtype=float), e, rtol=0.01, atol=0)) if kept else []
+            if len(hit):
+                images, delta = load_kept(run.run_dir, entry, model, nm, int(hit[0]))
+                images, delta, source = images[:max_images], delta[:max_images], "kept by the run"
+            else:
+                delta, source = report_time_probes(run.run_dir, entry, label, model, encoder, images, nm, e), (
+                    f"made at report time ({GALLERY_STEPS} PGD steps on the cached encoder)")
+            noise = white_noise_like(delta, nm, seed=0)
+            change, rois = roi_change(encoder, images, delta)
+            noise_change, _ = roi_change(encoder, images, noise)
+        except (DataError, OSError, ValueError, KeyError) as exc:
             notes.append(f"{label}: gallery of {model} not drawn: {exc}")
             continue
-        fig = probe_gallery(images, delta, change, rois, model=model, eps=e, norm=norm,
-                            change_unit="response units", max_images=max_images)
-        eps_txt = f"{e * 255:.3g}/255" if norm == "linf" else f"{e:.3g}"
-        caption = (f"{model}'s own {norm} probes (objective {entry.get('objective', '?')}) at ε = {eps_txt}: clean image, "
-                   "perturbation amplified to be visible, probe image, and the ROI-mean change the encoder predicts.")
-        items.append((f"Probe gallery: {model} ({norm}, ε = {eps_txt})", fig, caption))
+        fig = probe_gallery(images, delta, change, rois, model=model, eps=e, norm=nm, change_unit="response units",
+                            max_images=max_images, noise=noise, noise_change=noise_change)
+        eps_txt = f"{e * 255:.3g}/255" if nm == "linf" else f"{e:.3g}"
+        caption = (f"{model}'s own {nm} probes (objective {entry.get('objective', '?')}) at ε = {eps_txt}, the same budget "
+                   f"for every model ({source}): clean image, the probe amplified and not (image + probe), equal-norm "
+                   "white noise amplified by the same gain and not, and the ROI-mean change the encoder predicts for the "
+                   "probe (coloured) and the noise (grey).")
+        items.append((f"Probe gallery: {model} ({nm}, ε = {eps_txt})", fig, caption))
     return items, notes

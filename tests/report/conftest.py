@@ -108,8 +108,17 @@ def synthetic_analyses(seed: int = 0) -> dict[str, xr.Dataset]:
         coords={"model_a": MODELS, "model_b": MODELS, "norm": ["l2"], "eps": EPS["l2"][:2]},
         attrs={"analysis": "controversial"},
     )
+    frac = np.clip(rng.normal(0.97, 0.04, (nm, 2, 3)), 0.5, 1.1)
+    frac[0] = 0.8  # one model that did not converge
+    conv = xr.Dataset(
+        {"fraction": (("model", "norm", "image"), frac),
+         "fraction_median": (("model", "norm"), np.median(frac, -1)),
+         "eps": (("norm",), np.array([EPS["l2"][0], EPS["linf"][0]]))},
+        coords={**coords, "norm": ["l2", "linf"], "image": np.arange(3)},
+        attrs={"analysis": "convergence", "threshold": 0.95},
+    )
     return {"predictivity": pred, "sensitivity": sens, "discriminability": disc, "transfer": transfer,
-            "axes": axes, "l2_linf": l2l, "linearity": lin, "controversial": contro}
+            "axes": axes, "l2_linf": l2l, "linearity": lin, "controversial": contro, "convergence": conv}
 
 
 def synthetic_findings(brains: list[str]) -> pd.DataFrame:

@@ -131,3 +131,44 @@ def test_overlap_check_catches_colliding_text():
     ax.set_xticks(np.arange(6), [f"a long tick label {i}" for i in range(6)])  # horizontal, far too wide
     assert _overlaps(fig)
     plt.close(fig)
+
+
+def test_gallery_with_noise_shows_probe_and_noise_amplified_and_not(tmp_path):
+    from brainprobe.report.gallery import white_noise_like
+
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (2, 48, 48, 3), dtype=np.uint8)
+    delta = rng.normal(0, 4 / 255, (2, 3, 48, 48)).astype(np.float32)
+    noise = white_noise_like(delta, "l2", seed=0)
+    np.testing.assert_allclose(np.linalg.norm(noise.reshape(2, -1), axis=1), np.linalg.norm(delta.reshape(2, -1), axis=1),
+                               rtol=1e-5)
+    fig = probe_gallery(images, delta, rng.normal(0, 1, (2, 3)), ["V1", "V4", "IT"], model="m", eps=1.0, norm="l2",
+                        noise=noise, noise_change=rng.normal(0, 0.1, (2, 3)))
+    _check_labels(fig, skip_image_axes=True)
+    assert _overlaps(fig) == []
+    # 2 rows x (clean, probe x gain, image + probe, noise x gain, image + noise, bars)
+    assert len(fig.axes) == 12 and sum(bool(ax.images) for ax in fig.axes) == 10
+    titles = [ax.get_title() for ax in fig.axes[:6]]
+    assert titles[:5] == ["image", "probe (amplified)", "image + probe", "noise (amplified)", "image + noise"]
+
+
+def test_white_noise_matches_the_probe_norm():
+    from brainprobe.report.gallery import white_noise_like
+
+    rng = np.random.default_rng(2)
+    delta = np.clip(rng.normal(0, 3 / 255, (3, 3, 16, 16)), -2 / 255, 2 / 255).astype(np.float32)
+    z = white_noise_like(delta, "linf", seed=0)
+    np.testing.assert_allclose(np.abs(z).reshape(3, -1).max(1), np.abs(delta).reshape(3, -1).max(1), rtol=1e-6)
+    assert set(np.unique(np.sign(z))) == {-1.0, 1.0}
+    assert not np.allclose(white_noise_like(delta, "l2", seed=0), white_noise_like(delta, "l2", seed=1))
+
+
+def test_convergence_notes_warn_only_for_unconverged_models(analyses):
+    from brainprobe.report.build import convergence_notes
+
+    notes = convergence_notes("brainA", analyses["convergence"])
+    bad = [m for m in analyses["convergence"]["model"].values
+           if (analyses["convergence"]["fraction_median"].sel(model=m) < 0.95).any()]
+    assert bad and len({n.split("'s")[0] for n in notes}) == len(bad)
+    assert all("did not converge" in n and "brainA" in n for n in notes)
+    assert convergence_notes("brainA", None) == []

@@ -28,9 +28,9 @@ def test_real_run_report_renders_in_chromium(tiny_run, browser, cdp):
     assert page["errors"] == []
     bad = [i for i in page["images"] if not (i["complete"] and i["naturalWidth"] > 0)]
     assert bad == []
-    # predictivity, sensitivity, minimal eps, discriminability, transfer, l2 vs linf, linearity,
+    # predictivity, sensitivity, minimal eps, discriminability, transfer, l2 vs linf, linearity, convergence,
     # and one probe gallery per model
-    assert len(page["images"]) == 7 + 2
+    assert len(page["images"]) == 8 + 2
     facts = page["facts"]
     assert facts["findingsTables"] == 1 and facts["findingsRows"] >= 5
     assert facts["findingsFirst"] and "SIMULATED" in (facts["banner"] or "")
@@ -60,10 +60,10 @@ def test_report_rebuilds_from_results_nc_without_recomputing(tiny_run, tmp_path,
     out = build_report(copy)
     assert (copy / "results.nc").read_bytes() == before
     text = out.read_text()
-    assert text.count("<img ") == 7  # every analysis figure; galleries need the kept probes
+    assert text.count("<img ") == 8  # every analysis figure (convergence included); galleries need the kept probes
     assert "no probe perturbations kept" in text
     assert sorted(p.name for p in (copy / "figures").rglob("*.svg"))  # SVG next to every PNG
-    assert len(list((copy / "figures").rglob("*.png"))) == len(list((copy / "figures").rglob("*.svg"))) == 7
+    assert len(list((copy / "figures").rglob("*.png"))) == len(list((copy / "figures").rglob("*.svg"))) == 8
 
 
 @pytest.mark.slow
