@@ -163,9 +163,11 @@ def _summarise(
         min_img[:, ni] = log_crossing(e, v, criterion)
     auc_lo, auc_hi = ci(boot_means(auc_img, w), level)
     # bootstrap medians of min eps: resample image indices consistently with the weights
+    # (a photo bootstrap draws whole groups, so a resample need not hold exactly n images)
     counts = boot_counts(n, n_boot, seed, groups).astype(int)
-    idx = np.repeat(np.tile(np.arange(n), (len(w), 1)).ravel(), counts.ravel()).reshape(len(w), n)
-    boot_med = np.stack([np.median(np.take(m, idx, axis=-1), axis=-1) for m in min_img])  # ... x B
+    draws = [np.repeat(np.arange(n), row) for row in counts]
+    boot_med = np.stack([np.stack([np.median(np.take(m, d, axis=-1), axis=-1) for d in draws], axis=-1)
+                         for m in min_img])  # model x norm x roi x B
     med_lo, med_hi = ci(boot_med, level)
     table = model_info({k: models[k] for k in names}, info)
     coords = {

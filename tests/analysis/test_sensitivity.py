@@ -78,3 +78,17 @@ def test_rms_measure_and_errors() -> None:
         sensitivity({}, x, {"m": pr})
     with pytest.raises(ConfigError, match="measure"):
         sensitivity({"m": model}, x, {"m": pr}, measure="max")
+
+
+def test_photo_bootstrap_with_unequal_groups() -> None:
+    """Groups of unequal size: a resample holds a varying number of images; the median CI still brackets it."""
+    models = {"a": _model(0, "standard"), "b": _model(1, "robustified")}
+    x = mid_images(10)
+    eps = np.geomspace(0.01, 1.0, 9)
+    probes = {k: probe(m, x, norm="l2", eps=eps.tolist(), objective="drive:V1", progress=False) for k, m in models.items()}
+    groups = ["p0"] * 5 + ["p1"] * 2 + ["p2", "p3", "p4"]
+    ds = sensitivity(models, x, probes, criterion=1.0, n_boot=200, groups=groups)
+    lo, hi = ds["min_eps_ci_low"].sel(roi="V1"), ds["min_eps_ci_high"].sel(roi="V1")
+    med = ds["min_eps"].sel(roi="V1")
+    assert bool(((lo <= med) & (med <= hi)).all())
+    assert bool((hi > lo).any())  # the photo resamples really vary
