@@ -53,7 +53,8 @@ def l2_linf(
     - each profile is corrected for attenuation by its split-half reliability: the probed images
       are split in two halves (alternating images, or alternating groups), the profiles of the
       halves correlated and stepped up by Spearman-Brown, rel = 2 r_h / (1 + r_h);
-      r_corrected = r / sqrt(rel_l2 rel_linf) (NaN when a reliability is <= 0);
+      r_corrected = cross-half r / sqrt(half reliabilities) (profiles of disjoint image halves, so the
+      image noise the two norms share does not inflate it; NaN when a reliability is <= 0);
     - ``r_model`` = mean of r_corrected over the matched pairs, with a BCa interval (bootstrap over
       images or groups, acceleration from the leave-one-out jackknife).
 
@@ -211,14 +212,16 @@ def corrected_r(a: np.ndarray, b: np.ndarray, weights: np.ndarray,
     Returns
     -------
     r_corrected : K x Ea x Eb
-        r(mean a, mean b) / sqrt(rel_a rel_b), NaN where a reliability is <= 0 or undefined.
+        Cross-half correlation over the geometric mean of the half reliabilities,
+        ``(r(a1, b2) + r(a2, b1)) / 2 / sqrt(r(a1, a2) r(b1, b2))`` (a1: image-mean profile of
+        half 1, ...). Both norms are measured on the same images, so ``r(mean a, mean b)`` shares
+        the image-sampling noise of the two profiles and dividing it by their reliabilities
+        over-corrects (values above 1); pairing profiles of disjoint halves removes that shared
+        noise. NaN where a half reliability is <= 0 or undefined.
     rel_a : K x Ea, rel_b : K x Eb
-        Spearman-Brown split-half reliabilities 2 r_h / (1 + r_h).
+        Spearman-Brown split-half reliabilities 2 r_h / (1 + r_h) (reported; the correction uses r_h).
     """
-    ma = np.einsum("ent,kn->ket", a, weights)
-    mb = np.einsum("ent,kn->ket", b, weights)
-    r = pearson(ma[:, :, None, :], mb[:, None, :, :])
-    rels = []
+    rels, halves, raw = [], [], []
     for arr in (a, b):
         parts = []
         for side in (half, ~half):
@@ -228,12 +231,17 @@ def corrected_r(a: np.ndarray, b: np.ndarray, weights: np.ndarray,
                 wh = np.where(tot > 0, wh / np.where(tot > 0, tot, 1.0), np.nan)
             parts.append(np.einsum("ent,kn->ket", arr, wh))
         rh = pearson(parts[0], parts[1])
+        halves.append(parts)
+        raw.append(rh)
         with np.errstate(invalid="ignore", divide="ignore"):
             rels.append(np.where(rh > -1, 2 * rh / (1 + rh), np.nan))
     rel_a, rel_b = rels
-    prod = rel_a[:, :, None] * rel_b[:, None, :]
+    (a1, a2), (b1, b2) = halves
+    cross = (pearson(a1[:, :, None, :], b2[:, None, :, :]) + pearson(a2[:, :, None, :], b1[:, None, :, :])) / 2
+    ha, hb = raw[0][:, :, None], raw[1][:, None, :]
+    prod = ha * hb
     with np.errstate(invalid="ignore", divide="ignore"):
-        rc = np.where((rel_a[:, :, None] > 0) & (rel_b[:, None, :] > 0), r / np.sqrt(np.where(prod > 0, prod, 1.0)), np.nan)
+        rc = np.where((ha > 0) & (hb > 0), cross / np.sqrt(np.where(prod > 0, prod, 1.0)), np.nan)
     return rc, rel_a, rel_b
 
 
