@@ -342,7 +342,8 @@ def _brain_sensitivity(ctx: AnalysisContext, done: dict[str, Any]) -> Any:
     pr = ctx.config.probes
     probes = [probe(ctx.brain, ctx.images, norm=nm, eps=pr.eps[nm], objective=ctx.objective, steps=pr.steps,
                     step_size=pr.step_size, random_start=pr.random_start, batch_size=pr.batch_size, progress=False,
-                    seed=shard_seed(ctx.config.seed, "brain-probes", ctx.plan.label, nm))
+                    seed=shard_seed(ctx.config.seed, "brain-probes", ctx.plan.label, nm),
+                    convergence=False)  # the brain's own bound is not reported; it would cost a Jacobian SVD
               for nm in pr.norms]
     kind = model_info(ctx.plan.brain["backbone"])  # type: ignore[index]
     measure = "rms" if pr.objective.startswith("shift") else "mean"

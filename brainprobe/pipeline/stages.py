@@ -17,7 +17,7 @@ import numpy as np
 
 from brainprobe.pipeline.cache import Cache
 
-STAGE_VERSIONS: dict[str, int] = {"data": 2, "fit": 2, "probes": 3, "transfer": 1, "analyses": 4}
+STAGE_VERSIONS: dict[str, int] = {"data": 2, "fit": 2, "probes": 3, "transfer": 1, "analyses": 5}
 
 DATASET_FILE = "dataset.nc"
 ENCODER_FILE = "encoder.pt"

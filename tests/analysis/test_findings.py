@@ -100,7 +100,8 @@ def test_untestable_findings_say_why(results: dict[str, xr.Dataset]) -> None:
     assert np.isnan(table.loc["robust models need larger eps", "value"])
     assert not table.loc["robust models need larger eps", "held"]
     r = table.loc["l2 and linf target-wise sensitivity agree"]
-    assert -1 <= r["value"] <= 1 and r["ci_low"] <= r["value"] <= r["ci_high"]
+    # an attenuation-corrected r estimates a true-score correlation and may pass 1 by sampling error
+    assert -1.1 <= r["value"] <= 1.1 and r["ci_low"] <= r["value"] <= r["ci_high"]
     with pytest.raises(ConfigError):
         findings({})
 
