@@ -128,9 +128,11 @@ def test_demo_config_is_valid_and_packaged() -> None:
     assert {get_spec(b).training.kind for b in brains} == {"standard", "robustified"}
     candidates = [m.name for m in cfg.models]
     assert not set(brains) & set(candidates)
-    # the robust brain is a copy of the standard one, whose architecture is no candidate's
+    # the standard brain's family is no candidate's; the robust brain's network is no candidate's
+    # (its family, efficientnet_lite, is shared with Lite0: the confound docs/findings.md states)
+    standard = next(b for b in brains if get_spec(b).training.kind == "standard")
+    assert get_spec(standard).family not in {get_spec(m).family for m in candidates}
     sources = {get_spec(b).weights.source_model or b for b in brains}
-    assert sources == {"efficientnet_lite2"} and "efficientnet_lite2" not in candidates
     assert {get_spec(m).weights.source_model or m for m in candidates}.isdisjoint(sources)
     kinds = {get_spec(m).training.kind for m in candidates}
     assert kinds == {"standard", "robustified"}
