@@ -119,7 +119,7 @@ def test_cli_errors_are_one_line_with_exit_code_2(synthetic_run, tmp_path, capsy
     code, _, err = _main(capsys, "report", str(tmp_path / "missing"))
     assert code == 2 and err.strip().count("\n") == 0 and "run folder not found" in err
     code, _, err = _main(capsys, "export-stimuli", str(synthetic_run), "--model", "mobilenet_v2", "--eps", "two")
-    assert code == 2 and "--eps 'two' is not a number" in err
+    assert code == 2 and "--eps" in err and "'two'" in err and err.count("\n") == 1
     code, _, err = _main(capsys, "export-stimuli", str(synthetic_run), "--model", "mobilenet_v2", "--eps", "0.1")
     assert code == 2 and "probes.keep_deltas" in err and "Traceback" not in err
     code, _, err = _main(capsys, "export-stimuli", str(synthetic_run), "--model", "m", "--eps", "0.1", "--bits", "12")
