@@ -6,7 +6,6 @@ Saved as one netCDF4 file through xarray (h5netcdf engine); see docs/data.md for
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,14 +36,6 @@ def _float_array(values: Any, where: str) -> np.ndarray:
         kind = getattr(np.asarray(values, dtype=object), "dtype", type(values))
         raise DataError(f"{where} must be numbers, got {type(values).__name__} ({kind}): {exc}") from None
     return arr
-
-
-def _remove_quietly(path: Path) -> None:
-    """Delete a temporary file if it is there (a parent that is not a folder is no error)."""
-    try:
-        path.unlink(missing_ok=True)
-    except OSError:
-        pass
 
 
 def default_split(
@@ -442,6 +433,7 @@ class Dataset:
 
     def save(self, path: str | Path) -> Path:
         """Write the dataset to one netCDF4 file (h5netcdf engine), atomically; returns the path."""
+        from brainprobe._io import write_bytes_atomic
         from brainprobe._version import __version__
 
         path = Path(path)
@@ -453,19 +445,10 @@ class Dataset:
         # serialised in memory (HDF5 never writes to disk, where a full disk crashes it), then written
         # through a temporary beside the target and a rename: a failed write leaves any old file intact
         data = ds.to_netcdf(engine="h5netcdf", encoding=encoding)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
         try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+            write_bytes_atomic(path, data)
         except OSError as err:  # disk full, file too large, read-only folder: one line naming the file
-            _remove_quietly(tmp)
             raise OutputError.from_os_error(err, path) from None
-        except BaseException:
-            _remove_quietly(tmp)
-            raise
         return path
 
     @classmethod

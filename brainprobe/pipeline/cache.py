@@ -11,7 +11,6 @@ recomputed.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from brainprobe._hashing import sha256_file, sha256_json
+from brainprobe._io import write_bytes_atomic  # noqa: F401  (re-exported: callers import it from here)
 
 CHECKSUMS = "_checksums.json"
 
@@ -124,25 +124,6 @@ def _write_text_atomic(path: Path, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write a file through a temporary beside it and a rename (readers never see half a file)."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as err:  # disk full, read-only folder: no half-written temporary; the error names the file
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        if err.filename is None or str(err.filename) == str(tmp):
-            err.filename = str(path)
-        raise
-    except BaseException:  # interrupted: no half-written temporary is left behind
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise
 
 
 def _fsync_dir(path: Path) -> None:
