@@ -24,6 +24,7 @@ from brainprobe.analysis._rsa import compare_rdms, features_rdm, linear_cka, noi
 from brainprobe.analysis._rsa_fragility import rsa_fragility
 from brainprobe.analysis._semantics import (
     GaborEnergy,
+    NLPDistance,
     classifier_change,
     judge_change,
     low_frequency_share,
@@ -35,6 +36,7 @@ from brainprobe.analysis._transfer import transfer
 
 __all__ = [
     "GaborEnergy",
+    "NLPDistance",
     "Readout",
     "attack_control",
     "classifier_change",

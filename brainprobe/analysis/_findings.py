@@ -588,6 +588,13 @@ def _semantics_rows(label: str, ds: xr.Dataset | None, n_boot: int, level: float
                                       groups)
             uni = per_model(np.full((1, n), 1.0 / n))[:, 0]
             kind = str(ds["judge_kind"].sel(judge=judge).values) if "judge_kind" in ds.coords else "?"
+            if "judge_independent" in ds.coords and not bool(ds["judge_independent"].sel(judge=judge)):
+                why = [p.split(": ", 1)[1] for p in str(ds.attrs.get("dependent_judges", "")).split("; ")
+                       if p.startswith(f"{judge}: ")]
+                rows.append(_row(f"{name} (judge {judge})", label, f"{kind} judge",
+                                 note=f"not testable: judge {judge} is not independent ({', '.join(why) or '?'}); its "
+                                 "change measures adversarial transfer to a relative of the models, not semantics"))
+                continue
             rows.append(_row(f"{name} (judge {judge})", label,
                              f"log10(judge change under the probe / under the stronger equal-norm noise, white or 1/f), "
                              f"robust minus standard, mean over norms and eps ({kind} judge)", v, lo, hi, bool(lo > 0),

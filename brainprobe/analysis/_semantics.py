@@ -115,18 +115,58 @@ class GaborEnergy(nn.Module):
         return nn.functional.avg_pool2d(energy, self.pool, ceil_mode=True).flatten(1)
 
 
+class NLPDistance(nn.Module):
+    """A perceptual-distance judge: the Normalized Laplacian Pyramid Distance (Laparra et al. 2016).
+
+    A model of early vision with no training on images of objects: a Laplacian pyramid removes
+    the local mean luminance at each scale, and each coefficient is divided by a weighted sum of
+    its neighbours' magnitudes (local contrast gain control), with the constants of the paper
+    (fitted for redundancy reduction on natural images). Computed by plenoptic
+    (``plenoptic.metric.nlpd``) on the luminance image (Rec. 601), for which it was designed.
+    It shares nothing with any candidate or brain network; it judges how *visible* a change is
+    to an early visual system, which is what "a probe changes the image in a way one can see"
+    means before any category enters.
+    """
+
+    judge_kind = "distance"
+    min_size = 48
+
+    def distance(self, clean: torch.Tensor, perturbed: torch.Tensor) -> torch.Tensor:
+        """clean, perturbed: N x 3 x H x W in [0, 1] -> NLPD per image, N."""
+        import plenoptic as po
+
+        if min(clean.shape[-2:]) < self.min_size:
+            raise ConfigError(f"NLPD judge: images of {clean.shape[-2]} x {clean.shape[-1]} px are too small for its "
+                              f"6-scale pyramid; use >= {self.min_size} px or drop 'nlpd' from analyses.judges")
+
+        def lum(x: torch.Tensor) -> torch.Tensor:
+            return (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])[:, None].float()
+
+        return po.metric.nlpd(lum(clean), lum(perturbed)).reshape(clean.shape[0])
+
+
 def judge_change(judge: nn.Module, clean: torch.Tensor, perturbed: torch.Tensor, kind: str,
                  batch_size: int = 32) -> np.ndarray:
     """How much a judge's output moves under each perturbed image: M x N.
 
     kind ``"classifier"``: KL(p_clean || p_perturbed) in nats of the judge's logits
-    (:func:`classifier_change`); ``"features"``: relative change ||f(x') - f(x)|| / ||f(x)||.
+    (:func:`classifier_change`); ``"features"``: relative change ||f(x') - f(x)|| / ||f(x)||;
+    ``"distance"``: the judge's own distance ``judge.distance(clean, perturbed)`` (e.g.
+    :class:`NLPDistance`).
     clean : N x 3 x H x W; perturbed : M x N x 3 x H x W.
     """
     if kind == "classifier":
         return classifier_change(judge, clean, perturbed, batch_size)[0]
+    if kind == "distance":
+        out = np.empty(perturbed.shape[:2])
+        with torch.no_grad():
+            for m in range(perturbed.shape[0]):
+                for s in range(0, clean.shape[0], batch_size):
+                    out[m, s : s + batch_size] = judge.distance(clean[s : s + batch_size],
+                                                                perturbed[m, s : s + batch_size]).double().numpy()
+        return out
     if kind != "features":
-        raise ConfigError(f"judge kind must be 'classifier' or 'features', got {kind!r}")
+        raise ConfigError(f"judge kind must be 'classifier', 'features' or 'distance', got {kind!r}")
     fc = forward(judge, clean, batch_size).double()
     fp = forward(judge, perturbed.reshape(-1, *clean.shape[1:]), batch_size).double()
     fp = fp.reshape(perturbed.shape[0], clean.shape[0], -1)
@@ -134,7 +174,10 @@ def judge_change(judge: nn.Module, clean: torch.Tensor, perturbed: torch.Tensor,
 
 
 def _judge_kind(judge: nn.Module) -> str:
-    return "features" if isinstance(judge, GaborEnergy) or getattr(judge, "judge_kind", "") == "features" else "classifier"
+    if isinstance(judge, GaborEnergy):
+        return "features"
+    kind = getattr(judge, "judge_kind", "")
+    return kind if kind in ("features", "distance") else "classifier"
 
 
 def semantics(

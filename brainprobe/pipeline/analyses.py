@@ -465,22 +465,36 @@ def _linearity(ctx: AnalysisContext, done: dict[str, Any]) -> Any:
 
 
 def _semantics(ctx: AnalysisContext, done: dict[str, Any]) -> Any:
+    """Semantics of every probe (all probed images) judged by ``analyses.judges`` (non-learned: Gabor
+    energy, NLPD) and the optional ``analyses.classifier``; a judge that shares a family with a candidate
+    or the brain is recorded as not independent (``judge_independent``)."""
     from brainprobe.analysis import semantics
-    from brainprobe.zoo import load_backbone
+    from brainprobe.analysis._semantics import GaborEnergy, NLPDistance
 
-    name = ctx.config.analyses.classifier
-    if name in ctx.encoders:
-        warnings.warn(f"semantics check: classifier {name} is also a candidate model; it is not independent",
-                      stacklevel=2)
-    classifier = load_backbone(name, device=resolve_device(ctx.config.device))
-    from brainprobe.analysis._semantics import GaborEnergy
+    a_cfg = ctx.config.analyses
+    builders = {"gabor_energy": GaborEnergy, "nlpd": NLPDistance}
+    judges = {name: builders[name]() for name in a_cfg.judges}
+    classifier, dependent = None, {}
+    families = {name: ctx.info[name]["architecture"] for name in ctx.encoders}
+    if ctx.brain is not None:
+        families["brain"] = model_info(ctx.plan.brain["backbone"])["family"]  # type: ignore[index]
+    if a_cfg.classifier:
+        from brainprobe.zoo import get_spec, load_backbone
 
-    opts = ctx.options("semantics")
-    judges = {"gabor_energy": GaborEnergy()} if opts.pop("gabor_judge", True) else {}
-    return semantics(ctx.images, ctx.probes, classifier=classifier, classifier_name=name, judges=judges,
-                     models=ctx.encoders,
-                     n_boot=ctx.config.analyses.n_boot, seed=ctx.config.seed, info=ctx.info, groups=ctx.groups(),
-                     **opts)
+        family = get_spec(a_cfg.classifier).family
+        shared = sorted(m for m, f in families.items() if f == family)
+        if shared:
+            dependent[a_cfg.classifier] = f"family {family} shared with {', '.join(shared)}"
+            warnings.warn(f"semantics check: classifier {a_cfg.classifier} is of family {family}, shared with "
+                          f"{', '.join(shared)}; its judge row is reported as not independent", stacklevel=2)
+        classifier = load_backbone(a_cfg.classifier, device=resolve_device(ctx.config.device))
+    ds = semantics(ctx.images, ctx.probes, classifier=classifier, classifier_name=a_cfg.classifier or "",
+                   judges=judges, models=ctx.encoders, n_boot=a_cfg.n_boot, seed=ctx.config.seed, info=ctx.info,
+                   groups=ctx.groups(), **ctx.options("semantics"))
+    if "judge" in ds.coords:
+        ds = ds.assign_coords(judge_independent=("judge", [str(j) not in dependent for j in ds["judge"].values]))
+        ds.attrs["dependent_judges"] = "; ".join(f"{j}: {why}" for j, why in dependent.items())
+    return ds
 
 
 RUNNERS: dict[str, Any] = {

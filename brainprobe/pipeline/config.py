@@ -192,8 +192,12 @@ class AnalysesConfig(StrictModel):
     """Norms of the Contrast probes; None: the first of probes.norms."""
     contrast_targets: str | list[str] | None = None
     """Target set whose mean the Contrast probes push apart (an ROI name or names; None: all targets)."""
-    classifier: str = "efficientnet_lite1"
-    """Independent ImageNet classifier for the semantics analysis (a zoo name; keep it out of the candidates)."""
+    judges: list[Literal["gabor_energy", "nlpd"]] = Field(default_factory=lambda: ["gabor_energy", "nlpd"])
+    """Non-learned judges of the semantics analysis: ``gabor_energy`` (V1-like oriented energy) and
+    ``nlpd`` (Normalized Laplacian Pyramid Distance, Laparra et al. 2016, via plenoptic)."""
+    classifier: str | None = None
+    """Optional ImageNet classifier judge of the semantics analysis (a zoo name). Only independent when
+    its family is no candidate's and not the brain's; otherwise its row is reported as not independent."""
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Extra keyword arguments per analysis function, e.g. ``{axes: {k: 4}}``."""
 

@@ -53,7 +53,7 @@ def validate_config(config: RunConfig, source: str = "config") -> None:
             )
 
     a = config.analyses
-    if "semantics" in a.include:
+    if "semantics" in a.include and a.classifier:
         spec = spec_of(a.classifier, "analyses.classifier")
         if not getattr(spec, "has_classifier", True):
             raise ConfigError(f"{source}: key 'analyses.classifier': {a.classifier} has no ImageNet classifier head; "

@@ -9,6 +9,7 @@ from scipy.special import rel_entr, softmax
 
 from _analysis_helpers import Probe, mid_images
 from brainprobe.analysis import classifier_change, low_frequency_share, semantics, white_noise_share
+from brainprobe.errors import ConfigError
 
 
 def _grating(cycles: int, size: int = 32, axis: int = -1, phase: float = 0.3) -> torch.Tensor:
@@ -129,3 +130,29 @@ def test_gabor_energy_judge_sees_structure_not_a_constant_shift() -> None:
     change_grating = judge_change(judge, x, (x + grating).clamp(0, 1), "features")
     change_shift = judge_change(judge, x, (x + shift).clamp(0, 1), "features")
     assert (change_grating > 5 * change_shift).all()
+
+
+def test_nlpd_judge_is_plenoptics_distance_on_luminance_and_zero_for_no_change() -> None:
+    import plenoptic as po
+
+    from brainprobe.analysis._semantics import NLPDistance, _judge_kind, judge_change
+
+    judge = NLPDistance()
+    assert _judge_kind(judge) == "distance"
+    x = mid_images(3, size=64, spread=0.2)
+    delta = 0.03 * torch.randn(2, 3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    moved = (x[None] + delta).clamp(0, 1)
+    got = judge_change(judge, x, moved, "distance", batch_size=2)  # batches split the images: same values
+    weights = torch.tensor([0.299, 0.587, 0.114])[None, :, None, None]
+    for m in range(2):
+        ref = po.metric.nlpd((x * weights).sum(1, keepdim=True), (moved[m] * weights).sum(1, keepdim=True))
+        np.testing.assert_allclose(got[m], ref.reshape(-1).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(judge_change(judge, x, x[None], "distance"), 0.0, atol=1e-4)  # sqrt(epsilon) floor
+    # a visible grating moves the early-vision model more than an equal-l2 uniform shift
+    grating = _grating(8, size=64).float()[None, None]
+    grating = grating / grating.norm() * 0.5
+    shift = torch.full((1, 1, 3, 64, 64), 0.5 / float(np.sqrt(3 * 64 * 64)))
+    assert (judge_change(judge, x, (x + grating).clamp(0, 1), "distance")
+            > 2 * judge_change(judge, x, (x + shift).clamp(0, 1), "distance")).all()
+    with pytest.raises(ConfigError, match="too small"):
+        judge_change(judge, x[:, :, :32, :32], x[None, :, :, :32, :32], "distance")
