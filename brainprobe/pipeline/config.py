@@ -142,6 +142,8 @@ class ProbesConfig(StrictModel):
     steps: int = Field(10, ge=1)
     step_size: float | None = Field(None, gt=0)
     random_start: bool = False
+    jacobian_start: bool | Literal["auto"] = "auto"
+    """Start l2 Shift probes along the top singular vector of the Jacobian (``brainprobe.probes.probe``)."""
     n_images: int = Field(16, ge=1)
     """Test images probed per dataset (the first ones of the test split)."""
     image_chunk: int = Field(8, ge=1)

@@ -130,7 +130,7 @@ def fill_plan(config: RunConfig, plans: list[DatasetPlan], chunks_of: dict[str, 
     enc = config.encoding.model_dump(mode="json")
     pr = config.probes
     settings = {"objective": pr.objective, "steps": pr.steps, "step_size": pr.step_size,
-                "random_start": pr.random_start, "batch_size": pr.batch_size}
+                "random_start": pr.random_start, "jacobian_start": pr.jacobian_start, "batch_size": pr.batch_size}
     for plan in plans:
         label, brain = plan.label, plan.brain
         data_key = plan.data.key

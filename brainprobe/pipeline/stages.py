@@ -17,7 +17,7 @@ import numpy as np
 
 from brainprobe.pipeline.cache import Cache
 
-STAGE_VERSIONS: dict[str, int] = {"data": 2, "fit": 2, "probes": 3, "transfer": 1, "analyses": 5}
+STAGE_VERSIONS: dict[str, int] = {"data": 2, "fit": 2, "probes": 4, "transfer": 1, "analyses": 6}
 
 DATASET_FILE = "dataset.nc"
 ENCODER_FILE = "encoder.pt"
@@ -235,6 +235,7 @@ def probe_task(
         steps=settings["steps"],
         step_size=settings["step_size"],
         random_start=settings["random_start"],
+        jacobian_start=settings.get("jacobian_start", "auto"),
         batch_size=settings["batch_size"],
         seed=seed,
         checks=True,

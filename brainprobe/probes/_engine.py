@@ -39,6 +39,7 @@ class EngineConfig:
     show_progress: bool = True
     schedule: str = "constant"  # step size over steps: "constant" or "cosine" (anneals to alpha / 100)
     autocast_any_device: bool = False  # also autocast on CPU (measurement and tests; slow without bf16 units)
+    start_dirs: torch.Tensor | None = None  # M x C x H x W unit directions: first restart starts at their LMO (Jacobian start)
 
 
 AUTOCAST_MIN_EPS = {"l2": math.inf, "linf": math.inf}
@@ -273,10 +274,31 @@ NUDGE = 0.05
 """Radius of the nudge off the origin, as a fraction of eps."""
 
 
-def _start(x: torch.Tensor, eps: torch.Tensor, keys: torch.Tensor, nudge: torch.Tensor, cfg: EngineConfig, restart: int) -> torch.Tensor:
+def _start(x: torch.Tensor, eps: torch.Tensor, keys: torch.Tensor, nudge: torch.Tensor, cfg: EngineConfig, restart: int,
+           dirs: torch.Tensor | None = None) -> torch.Tensor:
     """Start points of one restart: x, a seeded random point of the ball (``random_start``), or, for
     objectives with a zero gradient at delta = 0 (``nudge``), a seeded point on the sphere of 5% of
-    the radius (large enough that x + noise is not rounded back to x in float32)."""
+    the radius (large enough that x + noise is not rounded back to x in float32). With ``dirs``
+    (Jacobian start, first restart only) the items with a finite direction start at the point of
+    the ball (and box) furthest along it."""
+    base = _default_start(x, eps, keys, nudge, cfg, restart)
+    if dirs is None or restart != 0:
+        return base
+    flat = dirs.flatten(1)
+    ok = torch.isfinite(flat).all(1) & (flat.abs().sum(1) > 0)
+    if not bool(ok.any()):
+        return base
+    d = torch.nan_to_num(dirs)
+    e = eps.to(x.device).view(-1, *([1] * (x.ndim - 1)))
+    if cfg.norm == "linf":
+        step = torch.sign(d) * torch.minimum(e.expand_as(d), torch.where(d > 0, 1 - x, x))
+    else:
+        step = e * d / d.flatten(1).norm(dim=1).clamp_min(1e-30).view(-1, *([1] * (x.ndim - 1)))
+    return torch.where(ok.view(-1, *([1] * (x.ndim - 1))), torch.clamp(x + step, 0, 1), base)
+
+
+def _default_start(x: torch.Tensor, eps: torch.Tensor, keys: torch.Tensor, nudge: torch.Tensor, cfg: EngineConfig,
+                   restart: int) -> torch.Tensor:
     scale = torch.ones(len(x)) if cfg.random_start else torch.where(nudge, torch.full((len(x),), NUDGE), torch.zeros(len(x)))
     if not bool((scale > 0).any()):
         return x.clone()
@@ -318,7 +340,7 @@ def _run_batch(
     div_gen = torch.Generator().manual_seed(cfg.seed * 31 + batch_number) if cfg.input_diversity > 0 else None
 
     for r in range(cfg.restarts):
-        adv = _start(x, eps, keys, nudge, cfg, r)
+        adv = _start(x, eps, keys, nudge, cfg, r, None if cfg.start_dirs is None else cfg.start_dirs[sl].to(dev))
         if cfg.channels_last:
             adv = adv.contiguous(memory_format=torch.channels_last)
         for t in range(cfg.steps + 1):

@@ -78,10 +78,28 @@ def test_linear_shift_under_converged_probe_reads_below_one_and_warns() -> None:
     model = Linear(w)
     with pytest.warns(ProbeCheckWarning, match="convergence"):
         r = probe(model, _images(), norm="l2", eps=[0.05], objective=Shift(normalize=False), steps=1,
-                  step_size=0.001, progress=False)
+                  step_size=0.001, progress=False, jacobian_start=False)
     frac = r.fraction()
     assert bool((frac < 0.5).all())
     assert r.checks["convergence"] is False
+
+
+def test_jacobian_start_puts_a_linear_shift_at_its_optimum_before_any_step() -> None:
+    """Same under-powered PGD (one tiny step), but started along the top singular vector of J: the
+    start is already the first-order optimum eps * sigma_max(W), whatever the steps do (rank 3 <=
+    START_LANCZOS_ITERS, so Lanczos is exact)."""
+    w = torch.randn(3, P, generator=torch.Generator().manual_seed(3))
+    r = probe(Linear(w), _images(), norm="l2", eps=[0.05, 0.2], objective=Shift(normalize=False), steps=1,
+              step_size=0.001, progress=False)
+    assert r.settings["jacobian_start"] is True
+    sigma = float(torch.linalg.svdvals(w)[0])
+    torch.testing.assert_close(r.trace[0].double(), torch.tensor([[0.05 * sigma] * 3, [0.2 * sigma] * 3],
+                                                                  dtype=torch.float64), rtol=1e-3, atol=0)
+    torch.testing.assert_close(r.fraction(), torch.ones(3, dtype=torch.float64), rtol=1e-3, atol=0)
+    assert r.checks["convergence"] is True
+    off = probe(Linear(w), _images(), norm="l2", eps=[0.05], objective=Shift(normalize=False), steps=1, progress=False,
+                random_start=True)  # a random start turns it off ("auto")
+    assert off.settings["jacobian_start"] is False
 
 
 def test_linf_shift_rank_one_bound_is_exact() -> None:
