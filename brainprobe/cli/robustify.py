@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
         optimizer: str = typer.Option("sgd", help="sgd (Nesterov momentum 0.9) or adam."),
         batch_size: int = typer.Option(32, help="Training crops per step."),
         resolution: Optional[int] = typer.Option(None, help="Crop size in px (default: the model's resolution)."),
-        images: str = typer.Option("library", help="'library' (the stimulus library's training photos) or a folder."),
+        images: str = typer.Option("library", help="'library' (the stimulus library's training photos), 'procedural' (seeded dead-leaves images, no photo) or a folder."),
         clean_weight: float = typer.Option(1.0, help="Weight of the clean-feature term."),
         kl_weight: float = typer.Option(0.0, help="Weight of KL(teacher || student) on clean logits."),
         seed: int = typer.Option(0, help="Seed of the crops and PGD starts."),
@@ -103,7 +103,7 @@ def register(app: typer.Typer) -> None:
             layers=[s.strip() for s in layers.split(",") if s.strip()] if layers else None,
             norm=norm, eps=eps_value, pgd_steps=pgd_steps, steps=steps, time_budget_s=budget, lr=lr,
             optimizer=optimizer, batch_size=batch_size, resolution=resolution,
-            images=images if images == "library" else Path(images),
+            images=images if images in ("library", "procedural") else Path(images),
             clean_weight=clean_weight, kl_weight=kl_weight, seed=seed, name=model_name, out_dir=out_dir,
             checkpoint=ckpt, fp16=not fp32, device=device, channels_last=channels_last,
         )

@@ -172,6 +172,10 @@ def _check_args(
         raise ConfigError("robustify: clean_weight and kl_weight must be >= 0")
 
 
+PROCEDURAL_N = 96
+PROCEDURAL_SIZE = 256
+
+
 def _training_photos(images: Any, resolution: int, seed: int) -> tuple[list[np.ndarray], str]:
     """Photos to crop from, and a short description of them for the recipe."""
     if isinstance(images, (str, Path)) and str(images) == "library":
@@ -180,6 +184,11 @@ def _training_photos(images: Any, resolution: int, seed: int) -> tuple[list[np.n
         table = library_photos(split="train")
         photos = [load_photo(pid) for pid in table["photo"]]
         return as_photo_list(photos), f"library:train ({len(photos)} photos)"
+    if isinstance(images, (str, Path)) and str(images) == "procedural":
+        from brainprobe.robust._procedural import procedural_photos
+
+        photos = procedural_photos(n=PROCEDURAL_N, size=PROCEDURAL_SIZE, seed=seed)
+        return photos, f"procedural:dead_leaves ({len(photos)} images of {PROCEDURAL_SIZE} px, seed {seed})"
     if isinstance(images, (str, Path)):
         photos = load_image_folder(images)
         return as_photo_list(photos), f"folder:{Path(images).name} ({len(photos)} photos)"
@@ -187,7 +196,7 @@ def _training_photos(images: Any, resolution: int, seed: int) -> tuple[list[np.n
         photos = as_photo_list(images)
         return photos, f"array ({len(photos)} photos)"
     raise DataError(
-        f"robustify: images must be 'library', an image folder or uint8 arrays, got {type(images).__name__}"
+        f"robustify: images must be 'library', 'procedural', an image folder or uint8 arrays, got {type(images).__name__}"
     )
 
 

@@ -177,6 +177,18 @@ def test_image_folder_source(tmp_path) -> None:
         _training_photos(tmp_path / "empty", 32, 0)
 
 
+def test_procedural_source_is_seeded_dead_leaves(monkeypatch) -> None:
+    """images="procedural": seeded dead-leaves images, no photograph; the recipe says so."""
+    from brainprobe.robust import _trainer
+    from brainprobe.robust._procedural import procedural_photos
+
+    monkeypatch.setattr(_trainer, "PROCEDURAL_N", 3)
+    monkeypatch.setattr(_trainer, "PROCEDURAL_SIZE", 48)
+    photos, desc = _trainer._training_photos("procedural", 32, 5)
+    assert desc.startswith("procedural:dead_leaves (3 images of 48 px, seed 5")
+    assert all(np.array_equal(a, b) for a, b in zip(photos, procedural_photos(3, 48, seed=5)))
+
+
 def test_cli_bad_arguments_exit_2(capsys) -> None:
     from brainprobe.cli import main
 
