@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+import torch
 import xarray as xr
 from torch import nn
 
@@ -46,6 +47,7 @@ def attack_control(
     groups: Any = None,
     info: Any = None,
     batch_size: int | None = None,
+    budgets: Sequence[float] | None = None,
 ) -> xr.Dataset:
     """Transfer of standard models' probes made with input diversity and with ensembles, against plain PGD.
 
@@ -68,6 +70,7 @@ def attack_control(
     steps, step_size : PGD settings of the control probes (use the plain probes' settings)
     input_diversity : float in (0, 1]; 0 skips the variant
     ensemble : bool
+    budgets : budgets (of the probes' grid) to run, e.g. ``[0.5]``; default every budget of the probes
 
     Returns
     -------
@@ -108,13 +111,19 @@ def attack_control(
     if bad:
         raise ConfigError(f"attack_control: norms {bad} were not probed; probed: {all_norms}")
     eps = {nm: eps_array(by_model[names[0]][nm]) for nm in use_norms}
+    keep = {nm: np.arange(len(eps[nm])) for nm in use_norms}
+    if budgets is not None:
+        want = np.asarray([float(b) for b in budgets], dtype=float)
+        for nm in use_norms:
+            keep[nm] = np.flatnonzero(np.isclose(eps[nm][:, None], want[None], rtol=1e-6, atol=0).any(1))
+            if not len(keep[nm]):
+                raise ConfigError(f"attack_control: none of the budgets {list(want)} was probed for {nm}; "
+                                  f"probed: {eps[nm].tolist()}")
+            eps[nm] = eps[nm][keep[nm]]
     all_eps = np.unique(np.concatenate(list(eps.values())))
     variants = ["plain"] + (["input_diversity"] if input_diversity > 0 else []) + (["ensemble"] if ensemble else [])
 
-    def subset(pr: Any) -> Any:
-        return _Cut(pr, k)
-
-    plain = {m: {nm: subset(by_model[m][nm]) for nm in use_norms} for m in names}
+    plain = {m: {nm: _Cut(by_model[m][nm], k, keep[nm]) for nm in use_norms} for m in names}
     shape = (len(variants), len(sources), len(names), len(use_norms), len(all_eps), k)
     change = np.full(shape, np.nan)
     own = np.full((len(names), len(use_norms), len(all_eps), k), np.nan)
@@ -246,12 +255,13 @@ def _masked_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 class _Cut:
-    """A probe result restricted to its first ``k`` images (delta E x k x ..., change E x k x T)."""
+    """A probe result restricted to its first ``k`` images and the budgets ``sel`` (delta E' x k x ..., change E' x k x T)."""
 
-    def __init__(self, pr: Any, k: int) -> None:
-        self.delta = pr.delta[:, :k]
-        self.eps = pr.eps
+    def __init__(self, pr: Any, k: int, sel: np.ndarray | None = None) -> None:
+        sel = np.arange(len(eps_array(pr))) if sel is None else np.asarray(sel)
+        self.delta = pr.delta[torch.as_tensor(sel)][:, :k] if isinstance(pr.delta, torch.Tensor) else pr.delta[sel][:, :k]
+        self.eps = eps_array(pr)[sel]
         self.norm = pr.norm
         self.objective = getattr(pr, "objective", None)
         if getattr(pr, "change", None) is not None:
-            self.change = np.asarray(pr.change)[:, :k]
+            self.change = np.asarray(pr.change)[sel][:, :k]

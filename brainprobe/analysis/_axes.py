@@ -369,7 +369,15 @@ def coding_axes(
     mism = np.zeros_like(align)
     for ri, roi in enumerate(roi_names):
         axes: dict[str, torch.Tensor] = {}  # one ROI at a time: images x k x P in float32
+        done_by_net: dict[int, str] = {}  # random counterparts shared by an architecture's models: compute once
         for mi, name in enumerate(progress(all_names, desc=f"coding axes {roi}")):
+            net_id = id(everyone[name]) if not whiten else id(everyone[name].model)
+            if name in randoms and net_id in done_by_net:
+                axes[name] = axes[done_by_net[net_id]]
+                sv[mi, ri] = sv[all_names.index(done_by_net[net_id]), ri]
+                continue
+            if name in randoms:
+                done_by_net[net_id] = name
             chunks_v, chunks_s = [], []
             for start in range(0, n, batch_size):
                 v, s = local_axes(everyone[name], x[start : start + batch_size], sets[roi].tolist(), k=k,

@@ -165,7 +165,11 @@ def run_analyses(config: RunConfig, plans: list[DatasetPlan], datasets: dict[str
             results[plan.label] = {p.stem: xr.load_dataset(p, engine="h5netcdf") for p in sorted(entry.glob("*.nc"))}
             continue
         computed += 1
-        groups = compute_analyses(config, plan, datasets[plan.label], root)
+        seconds: dict[str, float] = {}
+        groups = compute_analyses(config, plan, datasets[plan.label], root, seconds)
+        if hasattr(log, "add_part"):
+            for name, sec in seconds.items():
+                log.add_part("analyses", f"{plan.label}/{name}", sec)
         with cache.writer("analyses", key) as tmp:
             from brainprobe.pipeline.outputs import _clean
 
@@ -192,8 +196,13 @@ def compute_findings(results: dict[str, Any]) -> Any:
     return findings(per_brain)
 
 
-def compute_analyses(config: RunConfig, plan: DatasetPlan, dataset: Any, cache_root: str) -> dict[str, Any]:
-    """Every analysis the config asks for, on one dataset; returns {name: xarray.Dataset}."""
+def compute_analyses(config: RunConfig, plan: DatasetPlan, dataset: Any, cache_root: str,
+                     seconds: dict[str, float] | None = None) -> dict[str, Any]:
+    """Every analysis the config asks for, on one dataset; returns {name: xarray.Dataset}.
+
+    ``seconds`` (optional) receives the wall seconds of each analysis (the manifest's
+    ``stages.analyses.parts``)."""
+    seconds = {} if seconds is None else seconds
     import torch
 
     from brainprobe._images import to_float_tensor
@@ -223,9 +232,13 @@ def compute_analyses(config: RunConfig, plan: DatasetPlan, dataset: Any, cache_r
         if fn is None or not _available(analysis_pkg, name):
             warnings.warn(f"analysis check: {name} is not available in this brainprobe version; skipped", stacklevel=2)
             continue
+        t0 = time.perf_counter()
         groups[name] = fn(ctx, groups)
+        seconds[name] = time.perf_counter() - t0
     if brain is not None and groups.get("sensitivity") is not None:
+        t0 = time.perf_counter()
         groups["brain_sensitivity"] = _brain_sensitivity(ctx, groups)  # finding 2 against the brain's own profile
+        seconds["brain_sensitivity"] = time.perf_counter() - t0
     return {k: v for k, v in groups.items() if v is not None}
 
 
@@ -465,7 +478,7 @@ def _linearity(ctx: AnalysisContext, done: dict[str, Any]) -> Any:
 
 
 def _semantics(ctx: AnalysisContext, done: dict[str, Any]) -> Any:
-    """Semantics of every probe (all probed images) judged by ``analyses.judges`` (non-learned: Gabor
+    """Semantics of every probe (the first ``options.semantics.n_images`` probed images, default all) judged by ``analyses.judges`` (non-learned: Gabor
     energy, NLPD) and the optional ``analyses.classifier``; a judge that shares a family with a candidate
     or the brain is recorded as not independent (``judge_independent``)."""
     from brainprobe.analysis import semantics
@@ -488,9 +501,15 @@ def _semantics(ctx: AnalysisContext, done: dict[str, Any]) -> Any:
             warnings.warn(f"semantics check: classifier {a_cfg.classifier} is of family {family}, shared with "
                           f"{', '.join(shared)}; its judge row is reported as not independent", stacklevel=2)
         classifier = load_backbone(a_cfg.classifier, device=resolve_device(ctx.config.device))
-    ds = semantics(ctx.images, ctx.probes, classifier=classifier, classifier_name=a_cfg.classifier or "",
+    opts = ctx.options("semantics")
+    k = min(int(opts.pop("n_images", ctx.images.shape[0])), ctx.images.shape[0])
+    from brainprobe.analysis._attack_control import _Cut
+
+    probes = {m: [_Cut(pr, k) for pr in (prs if isinstance(prs, (list, tuple)) else [prs])]
+              for m, prs in ctx.probes.items()}
+    ds = semantics(ctx.images[:k], probes, classifier=classifier, classifier_name=a_cfg.classifier or "",
                    judges=judges, models=ctx.encoders, n_boot=a_cfg.n_boot, seed=ctx.config.seed, info=ctx.info,
-                   groups=ctx.groups(), **ctx.options("semantics"))
+                   groups=ctx.groups(k), **opts)
     if "judge" in ds.coords:
         ds = ds.assign_coords(judge_independent=("judge", [str(j) not in dependent for j in ds["judge"].values]))
         ds.attrs["dependent_judges"] = "; ".join(f"{j}: {why}" for j, why in dependent.items())

@@ -36,6 +36,7 @@ class StageLog:
 
     def __init__(self) -> None:
         self.stages: dict[str, dict[str, float]] = defaultdict(lambda: {"computed": 0, "cached": 0, "seconds": 0.0})
+        self.parts: dict[str, dict[str, float]] = {}
 
     def add(self, stage: str, computed: int, cached: int, seconds: float) -> None:
         s = self.stages[stage]
@@ -43,8 +44,16 @@ class StageLog:
         s["cached"] += cached
         s["seconds"] = round(s["seconds"] + seconds, 3)
 
-    def as_dict(self) -> dict[str, dict[str, float]]:
-        return {k: dict(v) for k, v in self.stages.items()}
+    def add_part(self, stage: str, part: str, seconds: float) -> None:
+        """Seconds of one part of a stage (e.g. one analysis on one dataset), shown under ``parts``."""
+        parts = self.parts.setdefault(stage, {})
+        parts[part] = round(parts.get(part, 0.0) + seconds, 3)
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {k: dict(v) for k, v in self.stages.items()}
+        for stage, parts in self.parts.items():
+            out.setdefault(stage, {"computed": 0, "cached": 0, "seconds": 0.0})["parts"] = dict(parts)
+        return out
 
 
 def run_stage(stage: str, entries: list[Entry], cache: Cache, executor: Any, log: StageLog) -> None:

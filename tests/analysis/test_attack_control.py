@@ -55,6 +55,15 @@ def test_ensemble_probe_transfers_as_predicted_and_plain_as_cosine() -> None:
     # the brain (reads w_C): the all-standard ensemble moves it more than plain A / B probes
     assert float(ds["brain_change"].sel(variant="ensemble")) > float(ds["brain_change"].sel(variant="plain"))
     assert np.isfinite(ds["transfer"].sel(variant="input_diversity", source_model="A", target_model="C")).all()
+    # a subset of the budgets gives the same values at those budgets (plain and ensemble are deterministic)
+    one = attack_control(models, x, probes, objective="drive", brain=brain, brain_architecture="vgg", steps=3,
+                         input_diversity=0.0, n_boot=100, n_images=None, budgets=[0.05])
+    assert one["eps"].values.tolist() == [0.05]
+    for v in ("plain", "ensemble"):
+        np.testing.assert_allclose(one["change"].sel(variant=v).values,
+                                   ds["change"].sel(variant=v, eps=[0.05]).values, rtol=1e-5, equal_nan=True)
+    with pytest.raises(ConfigError, match="none of the budgets"):
+        attack_control(models, x, probes, objective="drive", budgets=[0.3])
 
 
 def test_two_architectures_have_no_ensemble_pairs_and_no_standard_model_is_an_error() -> None:

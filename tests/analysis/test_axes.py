@@ -172,5 +172,12 @@ def test_random_network_null_is_reported_per_model() -> None:
     assert float(ds["random_brain_alignment"].sel(model="t", roi="all")) == pytest.approx(0.5, abs=1e-5)
     assert np.isnan(float(ds["random_brain_alignment"].sel(model="u", roi="all")))
     assert list(ds["model"].values) == ["t", "u", "brain"]
+    # one random network shared by two models (an architecture's null) is computed once, reported for both
+    for whiten in (False, True):
+        shared = coding_axes({"t": trained, "u": trained}, mid_images(4, size=6), k=2, method="exact", brain=brain,
+                             random_models={"t": rand, "u": rand}, n_boot=20, whiten=whiten)
+        np.testing.assert_array_equal(shared["random_brain_alignment"].sel(model="t").values,
+                                      shared["random_brain_alignment"].sel(model="u").values)
+        assert float(shared["random_brain_alignment"].sel(model="u", roi="all")) == pytest.approx(0.5, abs=1e-5)
     with pytest.raises(ConfigError, match="random_models"):
         coding_axes({"t": trained}, mid_images(3, size=6), k=2, brain=brain, random_models={"zz": rand})
