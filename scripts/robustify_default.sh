@@ -37,3 +37,12 @@ for m in mobilenet_v2 efficientnet_lite0 efficientnet_lite2; do
         --eval-linf 1/255,2/255 --eval-steps 5 --n-crops 200 --json "/tmp/${m}_robust_quality.json" &
 done
 wait
+
+# Session 4: the demo's robust brain, by a recipe no robust candidate used (l-inf 2/255, procedural
+# dead-leaves images only, seed 1); 25 min with 2 threads on the quiet machine (995 steps; `--steps 995`
+# reproduces it exactly on CPU).
+OMP_NUM_THREADS=2 "$BP" robustify efficientnet_lite2 --layers _blocks.14 --norm linf --eps 2/255 --pgd-steps 2 \
+    --resolution 128 --batch-size 16 --optimizer sgd --lr 1e-2 --clean-weight 1 --kl-weight 0 --seed 1 \
+    --images procedural --steps 995 --out "$OUT" --checkpoint "$CKPT/efficientnet_lite2_linf.ckpt"
+OMP_NUM_THREADS=2 BRAINPROBE_PROGRESS=0 "$BP" robustify --evaluate efficientnet_lite2_robust_linf_eps2 --eval-l2 0.25,1 \
+    --eval-linf 1/255,2/255 --eval-steps 5 --n-crops 200 --json /tmp/efficientnet_lite2_robust_linf_eps2_quality.json

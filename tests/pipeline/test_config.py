@@ -136,4 +136,18 @@ def test_demo_config_is_valid_and_packaged() -> None:
     assert {get_spec(m).weights.source_model or m for m in candidates}.isdisjoint(sources)
     kinds = {get_spec(m).training.kind for m in candidates}
     assert kinds == {"standard", "robustified"}
-    assert cfg.analyses.classifier not in candidates + brains
+    # the robust brain was made by a recipe no robust candidate used: another norm, budget and image set
+    import json
+
+    def recipe(name: str) -> dict:
+        return json.loads(Path(get_spec(name).training.reference).read_text())
+
+    robust = next(b for b in brains if get_spec(b).training.kind == "robustified")
+    brain_recipe = recipe(robust)
+    for m in candidates:
+        if get_spec(m).training.kind == "robustified":
+            theirs = recipe(m)
+            assert brain_recipe["norm"] != theirs["norm"] and brain_recipe["eps"] != theirs["eps"]
+            assert brain_recipe["images"].split(":")[0] != theirs["images"].split(":")[0]
+    # semantics judges share no family with any network of the demo
+    assert cfg.analyses.classifier is None and set(cfg.analyses.judges) == {"gabor_energy", "nlpd"}
