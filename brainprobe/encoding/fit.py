@@ -60,13 +60,13 @@ class LayerReadout:
     def folded(self) -> tuple[np.ndarray, np.ndarray]:
         """One affine map on raw features: ``Y_hat = X @ W + b``; W (F, T), b (T,)."""
         W3, b3 = self.ridge.folded()
-        A = np.diag(1.0 / self.scale)
-        c = -self.mean / self.scale
-        if self.pca is not None:
-            comps = np.asarray(self.pca.components_, dtype=np.float64).T  # F x k
-            A = A @ comps
-            c = (c - np.asarray(self.pca.mean_, dtype=np.float64)) @ comps
-        return A @ W3, c @ W3 + b3
+        inv = 1.0 / np.asarray(self.scale, dtype=np.float64)  # diag(1/scale), never formed: F can be 10^5
+        c = -self.mean * inv
+        if self.pca is None:
+            return inv[:, None] * W3, c @ W3 + b3
+        comps = np.asarray(self.pca.components_, dtype=np.float64).T  # F x k
+        c = (c - np.asarray(self.pca.mean_, dtype=np.float64)) @ comps
+        return inv[:, None] * (comps @ W3), c @ W3 + b3
 
 
 def _versions() -> dict[str, str]:

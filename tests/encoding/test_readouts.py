@@ -104,3 +104,20 @@ def test_run_config_readout_is_validated_and_keyed():
     assert EncodingConfig(readout="factorized").model_dump()["readout"] == "factorized"  # in the fit cache key
     with pytest.raises(ValidationError, match="unknown readout 'gauss'"):
         EncodingConfig(readout="gauss")
+
+
+def test_folding_a_wide_layer_never_forms_a_features_squared_matrix() -> None:
+    """spatial_ridge on VGG's block2 at 64 px flattens 131,072 features; folding used np.diag(1/scale)
+    (128 GiB). The folded map must equal the staged prediction without it."""
+    import numpy as np
+
+    from brainprobe.encoding.fit import _fit_layer
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(24, 150_000)).astype(np.float32) * rng.uniform(0.5, 2.0, size=150_000).astype(np.float32)
+    Y = X[:, :3].astype(np.float64) + 0.1 * rng.normal(size=(24, 3))
+    for pca in (None, 5):
+        readout = _fit_layer("wide", X, Y, pca=pca, seed=0, cv=3)
+        W, b = readout.folded()
+        assert W.shape == (150_000, 3)
+        np.testing.assert_allclose(X.astype(np.float64) @ W + b, readout.predict(X), rtol=1e-6, atol=1e-8)
