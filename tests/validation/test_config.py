@@ -16,6 +16,12 @@ def test_shipped_default_has_matched_and_mismatched_brains_of_four_networks():
     assert {"mobilenet_v2", "efficientnet_lite0", "vgg19"} <= {b.backbone for b in cfg.brains}
     assert any("robust" in b.backbone for b in cfg.brains)
     assert all(b.backbone in cfg.candidates for b in cfg.brains)
+    assert cfg.readouts[0] == "ridge" and "spatial_ridge" in cfg.readouts  # the default readout is compared
+    from pathlib import Path
+
+    full = load_validation_config(Path(__file__).parents[2] / "configs" / "validate_full.yaml")
+    assert set(full.readouts) == {"ridge", "spatial_ridge", "factorized"}
+    assert full.brains == cfg.brains and full.probes == cfg.probes
     q = quick_config(cfg)
     assert len(q.brains) == 2 and all(len(b.seeds) == 1 for b in q.brains) and str(q.output.dir).endswith("-quick")
 
