@@ -15,12 +15,20 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-import torch
 import xarray as xr
 from torch import nn
 
 from brainprobe._progress import progress
-from brainprobe.analysis._common import as_images, boot_means, boot_weights, ci, eps_array, model_info, organise
+from brainprobe.analysis._common import (
+    ProbeSubset,
+    as_images,
+    boot_means,
+    boot_weights,
+    ci,
+    eps_array,
+    model_info,
+    organise,
+)
 from brainprobe.errors import ConfigError
 
 VARIANTS = ("plain", "input_diversity", "ensemble")
@@ -123,7 +131,7 @@ def attack_control(
     all_eps = np.unique(np.concatenate(list(eps.values())))
     variants = ["plain"] + (["input_diversity"] if input_diversity > 0 else []) + (["ensemble"] if ensemble else [])
 
-    plain = {m: {nm: _Cut(by_model[m][nm], k, keep[nm]) for nm in use_norms} for m in names}
+    plain = {m: {nm: ProbeSubset(by_model[m][nm], k, keep[nm]) for nm in use_norms} for m in names}
     shape = (len(variants), len(sources), len(names), len(use_norms), len(all_eps), k)
     change = np.full(shape, np.nan)
     own = np.full((len(names), len(use_norms), len(all_eps), k), np.nan)
@@ -252,16 +260,3 @@ def _masked_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmean(values[mask], axis=0)
-
-
-class _Cut:
-    """A probe result restricted to its first ``k`` images and the budgets ``sel`` (delta E' x k x ..., change E' x k x T)."""
-
-    def __init__(self, pr: Any, k: int, sel: np.ndarray | None = None) -> None:
-        sel = np.arange(len(eps_array(pr))) if sel is None else np.asarray(sel)
-        self.delta = pr.delta[torch.as_tensor(sel)][:, :k] if isinstance(pr.delta, torch.Tensor) else pr.delta[sel][:, :k]
-        self.eps = eps_array(pr)[sel]
-        self.norm = pr.norm
-        self.objective = getattr(pr, "objective", None)
-        if getattr(pr, "change", None) is not None:
-            self.change = np.asarray(pr.change)[sel][:, :k]

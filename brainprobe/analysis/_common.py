@@ -521,3 +521,16 @@ def _infer_info(model: Any) -> tuple[str, str]:
         training = training or spec.training.kind
         arch = arch or getattr(spec, "family", None)
     return str(training or "unknown"), str(arch or "unknown")
+
+
+class ProbeSubset:
+    """A probe result restricted to its first ``k`` images and the budgets ``sel`` (delta E' x k x ..., change E' x k x T)."""
+
+    def __init__(self, pr: Any, k: int, sel: np.ndarray | None = None) -> None:
+        sel = np.arange(len(eps_array(pr))) if sel is None else np.asarray(sel)
+        self.delta = pr.delta[torch.as_tensor(sel)][:, :k] if isinstance(pr.delta, torch.Tensor) else pr.delta[sel][:, :k]
+        self.eps = eps_array(pr)[sel]
+        self.norm = pr.norm
+        self.objective = getattr(pr, "objective", None)
+        if getattr(pr, "change", None) is not None:
+            self.change = np.asarray(pr.change)[sel][:, :k]

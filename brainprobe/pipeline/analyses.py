@@ -504,9 +504,9 @@ def _semantics(ctx: AnalysisContext, done: dict[str, Any]) -> Any:
         classifier = load_backbone(a_cfg.classifier, device=resolve_device(ctx.config.device))
     opts = ctx.options("semantics")
     k = min(int(opts.pop("n_images", ctx.images.shape[0])), ctx.images.shape[0])
-    from brainprobe.analysis._attack_control import _Cut
+    from brainprobe.analysis._common import ProbeSubset
 
-    probes = {m: [_Cut(pr, k) for pr in (prs if isinstance(prs, (list, tuple)) else [prs])]
+    probes = {m: [ProbeSubset(pr, k) for pr in (prs if isinstance(prs, (list, tuple)) else [prs])]
               for m, prs in ctx.probes.items()}
     ds = semantics(ctx.images[:k], probes, classifier=classifier, classifier_name=a_cfg.classifier or "",
                    judges=judges, models=ctx.encoders, n_boot=a_cfg.n_boot, seed=ctx.config.seed, info=ctx.info,

@@ -288,12 +288,9 @@ def _start(x: torch.Tensor, eps: torch.Tensor, keys: torch.Tensor, nudge: torch.
     ok = torch.isfinite(flat).all(1) & (flat.abs().sum(1) > 0)
     if not bool(ok.any()):
         return base
-    d = torch.nan_to_num(dirs)
-    e = eps.to(x.device).view(-1, *([1] * (x.ndim - 1)))
-    if cfg.norm == "linf":
-        step = torch.sign(d) * torch.minimum(e.expand_as(d), torch.where(d > 0, 1 - x, x))
-    else:
-        step = e * d / d.flatten(1).norm(dim=1).clamp_min(1e-30).view(-1, *([1] * (x.ndim - 1)))
+    from brainprobe.probes.convergence import _lmo  # the first-order optimum along each direction
+
+    step = _lmo(torch.nan_to_num(dirs), x, eps.to(x.device), cfg.norm)
     return torch.where(ok.view(-1, *([1] * (x.ndim - 1))), torch.clamp(x + step, 0, 1), base)
 
 

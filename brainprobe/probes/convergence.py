@@ -24,7 +24,7 @@ fraction ~1; the gain of the last 20% of steps says whether it was still climbin
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -104,6 +104,19 @@ def _lanczos(
     return theta, vec / vec.norm(dim=1, keepdim=True).clamp_min(1e-300)
 
 
+def _operators(fn: Callable[[torch.Tensor], torch.Tensor], zero: torch.Tensor) -> tuple[Any, Any, Any]:
+    """``jv`` (B x P -> B x K, float64), ``jtj`` (B x P -> B x P, float64) and the VJP of ``fn`` at ``zero``."""
+    _, vjp_fn = torch.func.vjp(fn, zero)
+
+    def jv(v: torch.Tensor) -> torch.Tensor:
+        return torch.func.jvp(fn, (zero,), (v.to(zero.device, torch.float32).view_as(zero),))[1].double()
+
+    def jtj(v: torch.Tensor) -> torch.Tensor:
+        return vjp_fn(jv(v).float())[0].flatten(1).double()
+
+    return jv, jtj, vjp_fn
+
+
 def first_order_bound(
     compiled: Compiled,
     clean: dict[int, torch.Tensor],
@@ -167,14 +180,7 @@ def first_order_bound(
                     val = (g.double() * _lmo(g, x, e, norm).double()).flatten(1).sum(1)
                 out[sl] = val.cpu()
                 continue
-            _, vjp_fn = torch.func.vjp(fn, zero)
-
-            def jv(v: torch.Tensor) -> torch.Tensor:
-                return torch.func.jvp(fn, (zero,), (v.to(dev, torch.float32).view_as(x),))[1].double()
-
-            def jtj(v: torch.Tensor) -> torch.Tensor:
-                u = jv(v).float()
-                return vjp_fn(u)[0].flatten(1).double()
+            jv, jtj, vjp_fn = _operators(fn, zero)
 
             gen = torch.Generator().manual_seed(int(seed) * 7_919 + lo)
             rnd = torch.randn(x.flatten(1).shape, generator=gen, dtype=torch.float64).to(dev)
@@ -248,12 +254,7 @@ def top_directions(
         fn = _responder(compiled, clean, idx, x, True)
         zero = torch.zeros_like(x)
         with torch.enable_grad():
-            _, vjp_fn = torch.func.vjp(fn, zero)
-
-            def jtj(v: torch.Tensor) -> torch.Tensor:
-                u = torch.func.jvp(fn, (zero,), (v.to(dev, torch.float32).view_as(x),))[1]
-                return vjp_fn(u.float())[0].flatten(1).double()
-
+            _, jtj, _ = _operators(fn, zero)
             gen = torch.Generator().manual_seed(int(seed) * 104_729 + lo)
             v0 = torch.randn(x.flatten(1).shape, generator=gen, dtype=torch.float64).to(dev)
             _, vec = _lanczos(jtj, v0, iters)
