@@ -217,6 +217,25 @@ def _output_scale(model: nn.Module, name: str, x: torch.Tensor, noise_sd: np.nda
         "model response_sd" if has_own else "SD of the model's outputs on the axes images")
 
 
+def calibrate_batchnorm(net: nn.Module, images: torch.Tensor, batch_size: int = 16) -> nn.Module:
+    """Re-estimate every BatchNorm's running statistics on ``images`` (N x 3 x H x W), in place.
+
+    Only the BatchNorm layers run in training mode: dropout and drop-connect stay off, so the
+    statistics do not depend on the global random state (EfficientNet's drop-connect made the
+    random-network null differ between runs of the same seed). Cumulative average over batches.
+    """
+    net.eval()
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None
+            m.train()
+    with torch.no_grad():
+        for start in range(0, images.shape[0], batch_size):
+            net(images[start : start + batch_size])
+    return net.eval()
+
+
 def random_encoder(encoder: nn.Module, dataset: Any, *, seed: int = 0, n_calibration: int = 64,
                    device: Any = None) -> nn.Module:
     """The random-network null of an Encoder: same architecture, random weights, its own ridge readout.
@@ -250,14 +269,7 @@ def random_encoder(encoder: nn.Module, dataset: Any, *, seed: int = 0, n_calibra
     rnd = Backbone(spec, net, bb.preprocess, f"random-init-seed{seed}", "")
     train = np.flatnonzero(np.asarray(dataset.split) == "train")[:n_calibration]
     calib = to_float_tensor(np.asarray(dataset.stimuli)[train])
-    for m in rnd.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the calibration batches
-    rnd.train()
-    with torch.no_grad():
-        for start in range(0, calib.shape[0], 16):
-            rnd(calib[start : start + 16])
+    calibrate_batchnorm(rnd, calib)
     freeze(rnd)
     if device is not None:
         rnd.to(device)

@@ -181,3 +181,22 @@ def test_random_network_null_is_reported_per_model() -> None:
         assert float(shared["random_brain_alignment"].sel(model="u", roi="all")) == pytest.approx(0.5, abs=1e-5)
     with pytest.raises(ConfigError, match="random_models"):
         coding_axes({"t": trained}, mid_images(3, size=6), k=2, brain=brain, random_models={"zz": rand})
+
+
+def test_batchnorm_calibration_of_a_random_network_ignores_the_global_random_state() -> None:
+    """EfficientNet-Lite0 has drop-connect: calibrating in full training mode made its statistics depend on
+    torch's global RNG (the demo's random-init null differed between two runs of the same seed)."""
+    from brainprobe.analysis._axes import calibrate_batchnorm
+    from brainprobe.zoo import get_spec
+
+    images = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    stats = []
+    for global_seed in (1, 2):
+        torch.manual_seed(0)
+        net = get_spec("efficientnet_lite0").builder()
+        torch.manual_seed(global_seed)
+        calibrate_batchnorm(net, images, batch_size=4)
+        assert not net.training
+        stats.append(torch.cat([m.running_mean for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]))
+    torch.testing.assert_close(stats[0], stats[1], rtol=0, atol=0)
+    assert float(stats[0].abs().sum()) > 0
