@@ -17,7 +17,7 @@ import numpy as np
 
 from brainprobe.pipeline.cache import Cache
 
-STAGE_VERSIONS: dict[str, int] = {"data": 2, "fit": 2, "probes": 4, "transfer": 1, "analyses": 6}
+STAGE_VERSIONS: dict[str, int] = {"data": 2, "fit": 2, "probes": 4, "transfer": 1, "analyses": 7}
 
 DATASET_FILE = "dataset.nc"
 ENCODER_FILE = "encoder.pt"
